@@ -1,0 +1,96 @@
+// Package libc names the C libraries (and libc-free runtimes) whose resolvers dns-tuner
+// tunes, and the Detector interface that decides which one a container uses.
+package libc
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Libc is the resolver implementation a container's entrypoint will use.
+type Libc string
+
+const (
+	GLibc   Libc = "glibc"
+	Musl    Libc = "musl"
+	Go      Libc = "go"      // static Go binary: Go's own resolver, one socket per query
+	Static  Libc = "static"  // static binary that is not Go: resolver unknown, usually musl or none
+	Unknown Libc = "unknown" // not decided; the policy's unknown profile applies
+)
+
+// All lists every libc in the order profiles are documented and merged.
+var All = []Libc{GLibc, Musl, Go, Static, Unknown}
+
+// Parse accepts a libc name as an operator writes it (case-insensitive, "golang" and
+// "alpine" as aliases) and rejects anything else.
+func Parse(s string) (Libc, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "glibc", "gnu":
+		return GLibc, nil
+	case "musl", "alpine":
+		return Musl, nil
+	case "go", "golang":
+		return Go, nil
+	case "static":
+		return Static, nil
+	case "unknown":
+		return Unknown, nil
+	}
+	return "", fmt.Errorf("unknown libc %q: want one of glibc, musl, go, static, unknown", s)
+}
+
+// Source says which tier produced a verdict.
+type Source string
+
+const (
+	SourceAnnotation Source = "annotation" // the pod's dns-tuner.io/libc override
+	SourceEntrypoint Source = "entrypoint" // the ELF the container runs
+	SourceBase       Source = "base"       // markers of the image's base (loader, release files)
+	SourceCache      Source = "cache"      // an earlier inspection of the same digest
+	SourceNone       Source = "none"       // nothing decided
+)
+
+// Verdict is a decision about one container with the evidence behind it, so an operator can
+// check it (annotations, `dns-tuner inspect`, `dns-tuner explain`).
+type Verdict struct {
+	Libc     Libc          `json:"libc"`
+	Source   Source        `json:"source"`
+	Evidence string        `json:"evidence,omitempty"` // e.g. "usr/bin/app: PT_INTERP /lib/ld-musl-x86_64.so.1 (layer 3 sha256:…)"
+	Version  string        `json:"version,omitempty"`  // libc version when cheap to know
+	CGO      *bool         `json:"cgo,omitempty"`      // for Go binaries: built with cgo (falls back to libc on unknown options)
+	Digest   string        `json:"digest,omitempty"`   // image digest inspected
+	Bytes    int64         `json:"bytesFetched,omitempty"`
+	Duration time.Duration `json:"duration,omitempty"`
+	// Reason explains an unknown verdict: budget exceeded, registry error, refused address…
+	Reason string `json:"reason,omitempty"`
+}
+
+// Target is what a detector needs to know about one container of one pod. Credentials are
+// referenced by name so that a detector resolves them for this pod only.
+type Target struct {
+	Namespace      string
+	PodName        string // name or generateName, for logs only
+	Container      string
+	Image          string
+	Command        []string // the container's command override, if any (replaces Entrypoint)
+	Args           []string // the container's args override, if any (replaces Cmd)
+	PullSecrets    []string // the pod's imagePullSecrets names
+	ServiceAccount string
+}
+
+// Detector decides the libc of one container. Implementations must honour the context's
+// deadline: admission waits no longer than its budget and then uses the unknown policy. An
+// error means "could not decide"; the verdict returned with it should still carry a Reason.
+type Detector interface {
+	Detect(ctx context.Context, t Target) (Verdict, error)
+}
+
+// UnknownDetector decides nothing. It is the last tier and the default when no registry
+// inspection is configured.
+type UnknownDetector struct{}
+
+func (UnknownDetector) Detect(context.Context, Target) (Verdict, error) {
+	return Verdict{Libc: Unknown, Source: SourceNone, Reason: "no registry inspection configured"}, nil
+}
