@@ -1,0 +1,238 @@
+// Package webhook is the admission adapter: it decodes a Pod, gathers what the pure decision
+// package needs (policy, namespace labels, libc verdicts), and answers with an add-only JSON
+// patch and warnings. It never blocks a pod because of its own trouble: it fails open and
+// says why in an annotation, a log line and a metric.
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/dns-tuner/dns-tuner/webhook/libc"
+	"github.com/dns-tuner/dns-tuner/webhook/metrics"
+	"github.com/dns-tuner/dns-tuner/webhook/mutate"
+	"github.com/dns-tuner/dns-tuner/webhook/policy"
+)
+
+// Path is where the API server sends Pod admission reviews.
+const Path = "/mutate-v1-pod"
+
+// DefaultBudget bounds the wait for libc verdicts when the policy sets none; it is well
+// inside the webhook's timeoutSeconds.
+const DefaultBudget = 2 * time.Second
+
+// PodMutator is the admission.Handler for Pod CREATE.
+type PodMutator struct {
+	Policy policy.Source
+	// Namespaces reads Namespace metadata, normally through the manager's cache.
+	Namespaces client.Reader
+	Detector   libc.Detector
+	Decoder    admission.Decoder
+	Log        logr.Logger
+}
+
+var _ admission.Handler = &PodMutator{}
+
+// Handle implements admission.Handler.
+func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp admission.Response) {
+	if req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || req.SubResource != "" {
+		return admission.Allowed("dns-tuner only acts on pod creation")
+	}
+	pod := &corev1.Pod{}
+	if err := m.Decoder.Decode(req, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+	}
+	namespace := req.Namespace
+	if namespace == "" {
+		namespace = pod.Namespace
+	}
+	log := m.Log.WithValues("namespace", namespace, "pod", podName(pod), "uid", req.UID)
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error(fmt.Errorf("%v", r), "panic while deciding; allowing the pod unchanged")
+			resp = failOpen(pod, "internal", fmt.Sprintf("dns-tuner internal error: %v", r))
+		}
+	}()
+
+	p := m.Policy.Current()
+	if p.Excluded(namespace) {
+		metrics.Admissions.WithLabelValues(string(policy.Off), "off", "none").Inc()
+		return admission.Allowed("namespace excluded by dns-tuner policy")
+	}
+	nsLabels, err := m.namespaceLabels(ctx, namespace)
+	if err != nil {
+		log.Error(err, "reading namespace labels failed; allowing the pod unchanged")
+		return failOpen(pod, "namespace_lookup", fmt.Sprintf("could not read namespace %s: %v", namespace, err))
+	}
+	md := mutate.ResolveMode(p, namespace, nsLabels, pod.Annotations)
+	if md.Mode == policy.Off {
+		metrics.Admissions.WithLabelValues(string(policy.Off), "off", "none").Inc()
+		return admission.Allowed(md.Reason).WithWarnings(md.Warnings...)
+	}
+
+	containers, warnings := m.detect(ctx, p, namespace, pod)
+	plan := mutate.Decide(p, pod, md, containers)
+	plan.Warnings = append(warnings, plan.Warnings...)
+	ops := mutate.Patch(pod, plan)
+
+	for _, l := range distinctLibcs(containers) {
+		metrics.Admissions.WithLabelValues(string(plan.Mode), plan.Status, string(l)).Inc()
+	}
+	log.V(1).Info("decided", "mode", plan.Mode, "status", plan.Status, "reason", plan.Reason,
+		"inject", len(plan.Inject), "ignored", len(plan.Ignored), "notes", plan.Notes)
+	if len(ops) == 0 {
+		return admission.Allowed(plan.Reason).WithWarnings(plan.Warnings...)
+	}
+	return admission.Patched(plan.Reason, ops...).WithWarnings(plan.Warnings...)
+}
+
+func (m *PodMutator) namespaceLabels(ctx context.Context, name string) (map[string]string, error) {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if err := m.Namespaces.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil // the API server will reject the pod itself
+		}
+		return nil, err
+	}
+	return ns.Labels, nil
+}
+
+// detect asks the detector about every container concurrently within the policy's budget.
+// The pod's dns-tuner.io/libc annotation wins over detection.
+func (m *PodMutator) detect(ctx context.Context, p *policy.Policy, namespace string, pod *corev1.Pod) ([]mutate.Container, []string) {
+	var warnings []string
+	all := make([]mutate.Container, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
+	specs := make([]*corev1.Container, 0, cap(all))
+	for i := range pod.Spec.InitContainers {
+		all = append(all, mutate.Container{Name: pod.Spec.InitContainers[i].Name, Init: true})
+		specs = append(specs, &pod.Spec.InitContainers[i])
+	}
+	for i := range pod.Spec.Containers {
+		all = append(all, mutate.Container{Name: pod.Spec.Containers[i].Name})
+		specs = append(specs, &pod.Spec.Containers[i])
+	}
+	names := make([]string, len(all))
+	for i := range all {
+		names[i] = all[i].Name
+	}
+	overrides, err := mutate.ParseLibcOverride(pod.Annotations[mutate.AnnotationLibc], names)
+	if err != nil {
+		warnings = append(warnings, fmt.Sprintf("dns-tuner: pod annotation %s ignored: %v", mutate.AnnotationLibc, err))
+		overrides = nil
+	}
+
+	budget := p.Inspection.Budget.Duration
+	if budget <= 0 {
+		budget = DefaultBudget
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	pullSecrets := make([]string, 0, len(pod.Spec.ImagePullSecrets))
+	for _, s := range pod.Spec.ImagePullSecrets {
+		pullSecrets = append(pullSecrets, s.Name)
+	}
+	// Results arrive on a buffered channel so a detector that ignores its deadline can finish
+	// late without blocking anyone; admission stops waiting at the budget either way.
+	type result struct {
+		i int
+		v libc.Verdict
+	}
+	results := make(chan result, len(all))
+	pending := 0
+	for i := range all {
+		if l, ok := overrides[all[i].Name]; ok {
+			all[i].Verdict = libc.Verdict{Libc: l, Source: libc.SourceAnnotation, Evidence: "pod annotation " + mutate.AnnotationLibc}
+			continue
+		}
+		t := libc.Target{
+			Namespace: namespace, PodName: podName(pod), Container: specs[i].Name, Image: specs[i].Image,
+			Command: specs[i].Command, Args: specs[i].Args, PullSecrets: pullSecrets, ServiceAccount: pod.Spec.ServiceAccountName,
+		}
+		pending++
+		go func(i int) {
+			defer func() {
+				if r := recover(); r != nil {
+					results <- result{i, libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: fmt.Sprintf("detector panic: %v", r)}}
+				}
+			}()
+			v, err := m.Detector.Detect(ctx, t)
+			if err != nil || v.Libc == "" {
+				reason := v.Reason
+				if reason == "" && err != nil {
+					reason = err.Error()
+				}
+				v = libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: reason, Digest: v.Digest}
+			}
+			results <- result{i, v}
+		}(i)
+	}
+	got := make([]bool, len(all))
+wait:
+	for ; pending > 0; pending-- {
+		select {
+		case r := <-results:
+			all[r.i].Verdict, got[r.i] = r.v, true
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	for drained := false; !drained; { // verdicts that raced the deadline still count
+		select {
+		case r := <-results:
+			all[r.i].Verdict, got[r.i] = r.v, true
+		default:
+			drained = true
+		}
+	}
+	for i := range all {
+		if all[i].Verdict.Libc == "" && !got[i] {
+			metrics.BudgetExceeded.Inc()
+			all[i].Verdict = libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: fmt.Sprintf("inspection exceeded the %s admission budget", budget)}
+		}
+	}
+	return all, warnings
+}
+
+// failOpen lets the pod through unchanged except for annotations that say why.
+func failOpen(pod *corev1.Pod, reason, message string) admission.Response {
+	metrics.FailOpen.WithLabelValues(reason).Inc()
+	metrics.Admissions.WithLabelValues("unknown", mutate.StatusError, "none").Inc()
+	plan := mutate.Plan{Annotations: map[string]string{mutate.AnnotationStatus: mutate.StatusError, mutate.AnnotationReason: message}}
+	ops := mutate.Patch(pod, plan)
+	return admission.Patched(message, ops...).WithWarnings("dns-tuner: " + message + "; pod admitted unchanged")
+}
+
+func distinctLibcs(cs []mutate.Container) []libc.Libc {
+	seen := map[libc.Libc]bool{}
+	var out []libc.Libc
+	for _, c := range cs {
+		if !seen[c.Verdict.Libc] {
+			seen[c.Verdict.Libc] = true
+			out = append(out, c.Verdict.Libc)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	if len(out) == 0 {
+		out = append(out, "none")
+	}
+	return out
+}
+
+func podName(p *corev1.Pod) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.GenerateName
+}
