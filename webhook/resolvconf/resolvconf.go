@@ -1,0 +1,292 @@
+// Package resolvconf renders the /etc/resolv.conf a pod's containers will read, exactly as
+// kubelet composes it and the container runtime writes it. The webhook, the DNS race lab and
+// `explain` use it so that what they reason about is what the resolver sees.
+//
+// Reference: kubernetes/kubernetes pkg/kubelet/network/dns/dns.go (Configurer.GetPodDNS and
+// the helpers it calls), with the limits of pkg/apis/core/validation now that
+// ExpandedDNSConfig is GA; file layout from containerd and CRI-O (search, nameserver, options).
+package resolvconf
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Limits kubelet applies to the composed configuration (validation.MaxDNSNameservers,
+// MaxDNSSearchPathsExpanded, MaxDNSSearchListCharsExpanded and
+// utilvalidation.DNS1123SubdomainMaxLength).
+const (
+	MaxNameservers     = 3
+	MaxSearchPaths     = 32
+	MaxSearchListChars = 2048
+	MaxSearchPathChars = 253
+)
+
+// DefaultNdots is kubelet's defaultDNSOptions for ClusterFirst pods.
+const DefaultNdots = "5"
+
+// ClusterDNS is the kubelet configuration that shapes a pod's resolv.conf.
+type ClusterDNS struct {
+	// Nameservers is kubelet's clusterDNS (the kube-dns Service IPs).
+	Nameservers []string
+	// ClusterDomain is kubelet's clusterDomain, e.g. cluster.local.
+	ClusterDomain string
+	// NodeResolvConf is the node's resolv.conf as kubelet's resolvConf setting reads it (see
+	// Parse). nil means kubelet runs with resolvConf "": Default pods then get a localhost
+	// nameserver and search ".".
+	NodeResolvConf *Config
+	// NodeIPs decide the localhost nameserver(s) when NodeResolvConf is nil: ::1 for an IPv6
+	// address, 127.0.0.1 otherwise (and when empty).
+	NodeIPs []string
+}
+
+// Config is a resolver configuration: a pod's rendered resolv.conf or a node's parsed one.
+type Config struct {
+	Nameservers []string
+	Searches    []string
+	Options     []corev1.PodDNSConfigOption
+	// Warnings are what kubelet reports as DNSConfigForming / MissingClusterDNS events: limits
+	// that cut the configuration, or a fallback to the node's configuration.
+	Warnings []string
+}
+
+// Parse reads a node resolv.conf as kubelet's parseResolvConf does: nameserver lines
+// accumulate, the last search line and the last options line win, a trailing dot on a search
+// domain is dropped, and a nameserver line without an address is an error (the pod fails to
+// start).
+func Parse(data string) (*Config, error) {
+	c := &Config{}
+	for _, line := range strings.Split(data, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			if len(f) < 2 {
+				return nil, fmt.Errorf("nameserver list is empty")
+			}
+			c.Nameservers = append(c.Nameservers, f[1])
+		case "search":
+			c.Searches = nil
+			for _, s := range f[1:] {
+				c.Searches = append(c.Searches, strings.TrimSuffix(s, "."))
+			}
+		case "options":
+			c.Options = nil
+			for _, o := range f[1:] {
+				c.Options = append(c.Options, parseOption(o))
+			}
+		}
+	}
+	return c, nil
+}
+
+func parseOption(s string) corev1.PodDNSConfigOption {
+	name, value, ok := strings.Cut(s, ":")
+	if !ok || value == "" {
+		return corev1.PodDNSConfigOption{Name: name}
+	}
+	return corev1.PodDNSConfigOption{Name: name, Value: &value}
+}
+
+// Render composes the resolv.conf kubelet gives the pod (GetPodDNS).
+//
+// One deliberate difference: kubelet merges options through a Go map, so their order in the
+// file is unspecified. Render keeps the base options in order and appends the pod's new ones
+// in the pod's order; no resolver reads option order once names are unique.
+func Render(pod *corev1.Pod, cluster ClusterDNS) (Config, error) {
+	if pod == nil {
+		return Config{}, fmt.Errorf("no pod")
+	}
+	var out Config
+	node := cluster.NodeResolvConf
+	if node == nil {
+		node = &Config{}
+	}
+	host := func() {
+		out.Nameservers = clone(node.Nameservers)
+		out.Searches = clone(node.Searches)
+		out.Options = cloneOptions(node.Options)
+		if cluster.NodeResolvConf == nil {
+			// kubelet with resolvConf "": "use the nameserver on the local machine".
+			out.Nameservers = nil
+			for _, ip := range cluster.NodeIPs {
+				if strings.Contains(ip, ":") {
+					out.Nameservers = append(out.Nameservers, "::1")
+				} else {
+					out.Nameservers = append(out.Nameservers, "127.0.0.1")
+				}
+			}
+			if len(out.Nameservers) == 0 {
+				out.Nameservers = []string{"127.0.0.1"}
+			}
+			out.Searches = []string{"."}
+		}
+	}
+
+	switch policy := pod.Spec.DNSPolicy; {
+	case policy == corev1.DNSNone:
+		// None starts from nothing: only the pod's dnsConfig.
+	case policy == corev1.DNSDefault,
+		(policy == corev1.DNSClusterFirst || policy == "") && pod.Spec.HostNetwork:
+		// hostNetwork with ClusterFirst falls back to Default in kubelet (getPodDNSType). An
+		// empty policy is what the API server defaults to ClusterFirst.
+		host()
+	case policy == corev1.DNSClusterFirst || policy == "" || policy == corev1.DNSClusterFirstWithHostNet:
+		if len(cluster.Nameservers) == 0 {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("kubelet does not have ClusterDNS IP configured and cannot create Pod using %q policy. Falling back to %q policy.", corev1.DNSClusterFirst, corev1.DNSDefault))
+			host()
+			break
+		}
+		// The cluster DNS servers are the only nameservers; the node's search list follows
+		// the cluster's; the node's options are dropped for ndots:5.
+		out.Nameservers = clone(cluster.Nameservers)
+		out.Searches = clone(node.Searches)
+		if cluster.ClusterDomain != "" {
+			d := cluster.ClusterDomain
+			out.Searches = omitDuplicates(append([]string{pod.Namespace + ".svc." + d, "svc." + d, d}, node.Searches...))
+		}
+		v := DefaultNdots
+		out.Options = []corev1.PodDNSConfigOption{{Name: "ndots", Value: &v}}
+	default:
+		return Config{}, fmt.Errorf("invalid dnsPolicy %q", policy)
+	}
+
+	if dc := pod.Spec.DNSConfig; dc != nil {
+		out.Nameservers = omitDuplicates(append(out.Nameservers, dc.Nameservers...))
+		out.Searches = omitDuplicates(append(out.Searches, dc.Searches...))
+		out.Options = mergeOptions(out.Options, dc.Options)
+	}
+	out.fitLimits()
+	return out, nil
+}
+
+func (c *Config) fitLimits() {
+	if len(c.Nameservers) > MaxNameservers {
+		c.Nameservers = c.Nameservers[:MaxNameservers]
+		c.Warnings = append(c.Warnings, "Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: "+strings.Join(c.Nameservers, " "))
+	}
+	// formDNSSearchFitsLimits: cut the count, drop over-long domains (glibc 2.28 aborts on
+	// them), then cut from the end until the line fits.
+	exceeded := false
+	s := c.Searches
+	if len(s) > MaxSearchPaths {
+		s, exceeded = s[:MaxSearchPaths], true
+	}
+	kept := s[:0:0]
+	for _, d := range s {
+		if len(d) > MaxSearchPathChars {
+			exceeded = true
+			continue
+		}
+		kept = append(kept, d)
+	}
+	s = kept
+	if total := len(strings.Join(s, " ")); total > MaxSearchListChars {
+		cut, cutLen := 0, 0
+		for i := len(s) - 1; i >= 0; i-- {
+			cutLen += len(s[i]) + 1
+			cut++
+			if total-cutLen <= MaxSearchListChars {
+				break
+			}
+		}
+		s, exceeded = s[:len(s)-cut], true
+	}
+	if exceeded {
+		c.Warnings = append(c.Warnings, "Search Line limits were exceeded, some search paths have been omitted, the applied search line is: "+strings.Join(s, " "))
+	}
+	c.Searches = s
+}
+
+// mergeOptions is kubelet's mergeDNSOptions with a stable order: options are keyed by name,
+// the pod's value wins, and an empty value renders as the bare name.
+func mergeOptions(base, pod []corev1.PodDNSConfigOption) []corev1.PodDNSConfigOption {
+	out := cloneOptions(base)
+	index := map[string]int{}
+	for i, o := range out {
+		index[o.Name] = i
+	}
+	for _, o := range pod {
+		o = *o.DeepCopy()
+		if o.Value != nil && *o.Value == "" {
+			o.Value = nil
+		}
+		if i, ok := index[o.Name]; ok {
+			out[i] = o
+			continue
+		}
+		index[o.Name] = len(out)
+		out = append(out, o)
+	}
+	return out
+}
+
+// String renders the file as containerd and CRI-O write it.
+func (c Config) String() string {
+	var b strings.Builder
+	if len(c.Searches) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(c.Searches, " "))
+	}
+	for _, ns := range c.Nameservers {
+		fmt.Fprintf(&b, "nameserver %s\n", ns)
+	}
+	if len(c.Options) > 0 {
+		opts := make([]string, len(c.Options))
+		for i, o := range c.Options {
+			opts[i] = OptionString(o)
+		}
+		fmt.Fprintf(&b, "options %s\n", strings.Join(opts, " "))
+	}
+	return b.String()
+}
+
+// Option returns an option's value and whether the option is set.
+func (c Config) Option(name string) (string, bool) {
+	for _, o := range c.Options {
+		if o.Name == name {
+			if o.Value == nil {
+				return "", true
+			}
+			return *o.Value, true
+		}
+	}
+	return "", false
+}
+
+// OptionString renders an option as resolv.conf spells it: "name" or "name:value".
+func OptionString(o corev1.PodDNSConfigOption) string {
+	if o.Value == nil || *o.Value == "" {
+		return o.Name
+	}
+	return o.Name + ":" + *o.Value
+}
+
+func omitDuplicates(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func clone(s []string) []string { return append([]string(nil), s...) }
+
+func cloneOptions(opts []corev1.PodDNSConfigOption) []corev1.PodDNSConfigOption {
+	var out []corev1.PodDNSConfigOption
+	for _, o := range opts {
+		out = append(out, *o.DeepCopy())
+	}
+	return out
+}
