@@ -12,6 +12,8 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/dns-tuner/dns-tuner/webhook/certs"
 )
 
 // Options are the flags of `dns-tuner serve`, named as controller-runtime projects name them.
@@ -29,6 +31,7 @@ type Options struct {
 	// Namespace is dns-tuner's own namespace, always excluded (from POD_NAMESPACE).
 	Namespace string
 	Log       LogOptions
+	Certs     certs.Options
 }
 
 // BindFlags registers the options on fs with their defaults.
@@ -45,6 +48,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.HealthProbeBindAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "dns-tuner's own namespace, always excluded (default $POD_NAMESPACE).")
 	o.Log.BindFlags(fs)
+	o.Certs.BindFlags(fs)
 }
 
 // LogOptions choose the log encoding and level.

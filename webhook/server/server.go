@@ -12,7 +12,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/dns-tuner/dns-tuner/webhook"
@@ -44,17 +43,19 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) erro
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
+	whServer := newWebhookServer(o)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Logger:                 log,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress: o.HealthProbeBindAddr,
-		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
-			Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.CertDir, CertName: o.CertName, KeyName: o.KeyName,
-		}),
+		WebhookServer:          whServer,
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
+	}
+	if err := setupCerts(mgr, o, whServer); err != nil {
+		return err
 	}
 	if err := mgr.Add(pol); err != nil {
 		return err
