@@ -37,9 +37,11 @@ type PodMutator struct {
 	Policy policy.Source
 	// Namespaces reads Namespace metadata, normally through the manager's cache.
 	Namespaces client.Reader
-	Detector   libc.Detector
-	Decoder    admission.Decoder
-	Log        logr.Logger
+	// APIReader reads a namespace the cache has not seen yet (created moments before the pod).
+	APIReader client.Reader
+	Detector  libc.Detector
+	Decoder   admission.Decoder
+	Log       logr.Logger
 }
 
 var _ admission.Handler = &PodMutator{}
@@ -100,10 +102,14 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp ad
 func (m *PodMutator) namespaceLabels(ctx context.Context, name string) (map[string]string, error) {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	if err := m.Namespaces.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil // the API server will reject the pod itself
-		}
+	err := m.Namespaces.Get(ctx, client.ObjectKey{Name: name}, ns)
+	if apierrors.IsNotFound(err) && m.APIReader != nil {
+		err = m.APIReader.Get(ctx, client.ObjectKey{Name: name}, ns)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil // the API server will reject the pod itself
+	}
+	if err != nil {
 		return nil, err
 	}
 	return ns.Labels, nil

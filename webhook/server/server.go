@@ -67,6 +67,7 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) erro
 	mutator := &webhook.PodMutator{
 		Policy:     pol,
 		Namespaces: mgr.GetCache(), // namespace metadata only: a metadata informer, flat memory
+		APIReader:  mgr.GetAPIReader(),
 		Detector:   detector,
 		Decoder:    admission.NewDecoder(scheme),
 		Log:        log.WithName("admission"),
