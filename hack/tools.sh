@@ -7,6 +7,7 @@
 set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+HELM_STAMP="$HELM_VERSION+k8s1.37"
 # kustomize v5.8.3 needs Go 1.27; v5.8.2 (kustomize/api v0.21.2) builds with Go 1.26.
 KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.8.2}"
 KUBECONFORM_VERSION="${KUBECONFORM_VERSION:-v0.8.0}"
@@ -16,23 +17,28 @@ BIN="$ROOT/bin"
 mkdir -p "$BIN"
 export GOBIN="$BIN" GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 
-# install NAME PACKAGE VERSION: the binary lands in bin/NAME; bin/.NAME.version records the
-# version so a pin change rebuilds it.
+# install NAME PACKAGE VERSION [STAMP]: the binary lands in bin/NAME; bin/.NAME.version
+# records VERSION (or STAMP, for build-flag changes) so a pin change rebuilds it.
 install() {
-  local name="$1" pkg="$2" version="$3" stamp="$BIN/.$1.version"
-  if [[ -x "$BIN/$name" && "$(cat "$stamp" 2>/dev/null)" == "$version" ]]; then
+  local name="$1" pkg="$2" version="$3" want="${4:-$3}" stamp="$BIN/.$1.version"
+  if [[ -x "$BIN/$name" && "$(cat "$stamp" 2>/dev/null)" == "$want" ]]; then
     return 0
   fi
   echo "installing $name $version" >&2
   local ldflags="-s -w"
-  [[ "$name" == helm ]] && ldflags+=" -X helm.sh/helm/v3/internal/version.version=$version"
+  # helm's release Makefile stamps the Kubernetes version it was built against (client-go
+  # v0.37 -> 1.37); without it `helm template` assumes 1.20 and lint checks deprecations
+  # against 1.20.
+  [[ "$name" == helm ]] && ldflags+=" -X helm.sh/helm/v3/internal/version.version=$version \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37 \
+    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37"
   [[ "$name" == kustomize ]] && ldflags+=" -X sigs.k8s.io/kustomize/api/provenance.version=$version"
   go install -trimpath -ldflags "$ldflags" "$pkg@$version"
-  echo "$version" > "$stamp"
+  echo "$want" > "$stamp"
 }
 
 want="${1:-all}"
-[[ "$want" == all || "$want" == helm ]] && install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+[[ "$want" == all || "$want" == helm ]] && install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$HELM_STAMP"
 [[ "$want" == all || "$want" == kustomize ]] && install kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 [[ "$want" == all || "$want" == kubeconform ]] && install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
 exit 0
