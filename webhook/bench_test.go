@@ -1,0 +1,517 @@
+package webhook_test
+
+// Admission latency over HTTPS on loopback, side by side with a no-op handler served by the
+// same controller-runtime webhook server. Both paths share one process, one connection pool
+// and one machine load, and requests alternate between them, so the ratio of their
+// percentiles isolates what PodMutator adds on top of the floor that controller-runtime,
+// TLS and HTTP already cost. Timings are only reported (b.ReportMetric), never asserted.
+//
+//	go test -run '^$' -bench BenchmarkAdmission -benchtime 5000x ./webhook/
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/dns-tuner/dns-tuner/webhook"
+	"github.com/dns-tuner/dns-tuner/webhook/libc"
+	"github.com/dns-tuner/dns-tuner/webhook/mutate"
+	"github.com/dns-tuner/dns-tuner/webhook/policy"
+)
+
+const (
+	benchNamespace = "shop"
+	noopPath       = "/noop"
+	warmupPairs    = 300
+)
+
+// BenchmarkAdmission reports per-request latency percentiles of PodMutator (enforce mode,
+// verdicts already cached) and of a no-op handler, and their ratio. One iteration is one
+// request to each path; which goes first alternates so neither always follows the other.
+// The sequential cases measure latency alone; "h2-8workers" has eight clients share one
+// HTTP/2 connection, as the API server does under a burst of pod creations, so the handler's
+// CPU cost also shows up as queueing.
+func BenchmarkAdmission(b *testing.B) {
+	env := startBenchServer(b)
+	for _, bc := range []struct {
+		name, proto string
+		workers     int
+	}{
+		{"h2", "h2", 1},
+		{"http1.1", "http1.1", 1},
+		{"h2-8workers", "h2", 8},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			c := env.client(bc.proto)
+			defer c.CloseIdleConnections()
+			mutateURL, noopURL := env.base+webhook.Path, env.base+noopPath
+			// Warm up: TLS handshake, first-use initialisation, and a check that each path
+			// answers as expected, so the figures are about the right work.
+			for i := 0; i < warmupPairs; i++ {
+				checkMutated(b, postReview(b, c, mutateURL, env.body))
+				checkNoop(b, postReview(b, c, noopURL, env.body))
+			}
+			mut := make([]time.Duration, b.N)
+			noop := make([]time.Duration, b.N)
+			errs := make(chan error, bc.workers)
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for w := range bc.workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var err error
+					for i := w; i < b.N && err == nil; i += bc.workers {
+						if i/bc.workers%2 == 0 {
+							if mut[i], err = timedPost(c, mutateURL, env.body); err == nil {
+								noop[i], err = timedPost(c, noopURL, env.body)
+							}
+						} else {
+							if noop[i], err = timedPost(c, noopURL, env.body); err == nil {
+								mut[i], err = timedPost(c, mutateURL, env.body)
+							}
+						}
+					}
+					errs <- err
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			for range bc.workers {
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportPercentiles(b, mut, noop)
+		})
+	}
+}
+
+// TestAdmissionBenchHarness checks that the benchmark's server, client and review body do
+// what the benchmark claims (the mutator patches, the no-op allows). It measures nothing.
+func TestAdmissionBenchHarness(t *testing.T) {
+	env := startBenchServer(t)
+	for _, proto := range []string{"h2", "http1.1"} {
+		c := env.client(proto)
+		checkMutated(t, postReview(t, c, env.base+webhook.Path, env.body))
+		checkNoop(t, postReview(t, c, env.base+noopPath, env.body))
+		resp, err := c.Post(env.base+noopPath, "application/json", bytes.NewReader(env.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[string]string{"h2": "HTTP/2.0", "http1.1": "HTTP/1.1"}[proto]; resp.Proto != want {
+			t.Errorf("%s client spoke %s", proto, resp.Proto)
+		}
+		c.CloseIdleConnections()
+	}
+	if n := len(env.body); n < 4000 || n > 6500 {
+		t.Errorf("review body is %d bytes; want a typical 4-6 KB pod", n)
+	}
+}
+
+type benchEnv struct {
+	base string // https://127.0.0.1:port
+	ca   *x509.CertPool
+	body []byte
+}
+
+func (e *benchEnv) client(proto string) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: e.ca, ServerName: "127.0.0.1"},
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     time.Minute,
+		ForceAttemptHTTP2:   proto == "h2",
+	}
+	if proto != "h2" {
+		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+var benchLogOnce sync.Once
+
+// startBenchServer serves PodMutator and a no-op handler from one controller-runtime
+// webhook server on a free loopback port until the test ends.
+func startBenchServer(tb testing.TB) *benchEnv {
+	tb.Helper()
+	// Production logs JSON through zap at info level; do the same into io.Discard so the
+	// per-request logger work (controller-runtime's and PodMutator's WithValues) is counted.
+	log := zapr.NewLogger(zap.New(zapcore.NewCore(
+		zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zapcore.InfoLevel)))
+	benchLogOnce.Do(func() { logf.SetLogger(log) })
+
+	certDir := tb.TempDir()
+	ca := writeSelfSignedCert(tb, certDir)
+	port := freePort(tb)
+
+	p := policy.Default()
+	p.Mode = policy.Enforce
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		tb.Fatal(err)
+	}
+	mutator := &webhook.PodMutator{
+		Policy: policy.Static{P: p},
+		Namespaces: &cachedNamespaces{ns: map[string]*metav1.PartialObjectMetadata{
+			benchNamespace: {ObjectMeta: metav1.ObjectMeta{Name: benchNamespace, Labels: map[string]string{
+				"kubernetes.io/metadata.name": benchNamespace, mutate.LabelMode: "enforce", "team": "checkout",
+			}}},
+		}},
+		Detector: cachedDetector{
+			"registry.example.com/shop/checkout:1.42.0": {Libc: libc.GLibc, Source: libc.SourceCache, Version: "2.36",
+				Evidence: "usr/local/bin/checkout: PT_INTERP /lib64/ld-linux-x86-64.so.2", Digest: "sha256:" + strings.Repeat("a1", 32)},
+			"registry.example.com/infra/log-shipper:3.1.2": {Libc: libc.Musl, Source: libc.SourceCache,
+				Evidence: "usr/bin/shipper: PT_INTERP /lib/ld-musl-x86_64.so.1", Digest: "sha256:" + strings.Repeat("b2", 32)},
+		},
+		Decoder: admission.NewDecoder(scheme),
+		Log:     log.WithName("admission"),
+	}
+
+	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
+	srv.Register(webhook.Path, &admission.Webhook{Handler: mutator})
+	srv.Register(noopPath, &admission.Webhook{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+		return admission.Allowed("")
+	})})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Start(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("webhook server: %v", err)
+		}
+	})
+	check := srv.StartedChecker()
+	for deadline := time.Now().Add(10 * time.Second); check(nil) != nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("webhook server not serving: %v", check(nil))
+		}
+	}
+	return &benchEnv{base: "https://127.0.0.1:" + strconv.Itoa(port), ca: ca, body: reviewBody(tb)}
+}
+
+// cachedDetector answers from memory at once, as the digest-keyed verdict cache does for an
+// image it has seen.
+type cachedDetector map[string]libc.Verdict
+
+func (d cachedDetector) Detect(_ context.Context, t libc.Target) (libc.Verdict, error) {
+	if v, ok := d[t.Image]; ok {
+		return v, nil
+	}
+	return libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: "not cached"}, nil
+}
+
+// cachedNamespaces stands in for the manager's metadata informer cache: a map lookup and a
+// deep copy, without the API-machinery conversions controller-runtime's fake client does on
+// every Get, which production never pays.
+type cachedNamespaces struct {
+	ns map[string]*metav1.PartialObjectMetadata
+}
+
+func (c *cachedNamespaces) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	out, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return fmt.Errorf("cachedNamespaces serves PartialObjectMetadata only, got %T", obj)
+	}
+	ns, ok := c.ns[key.Name]
+	if !ok {
+		return apierrors.NewNotFound(corev1.Resource("namespaces"), key.Name)
+	}
+	ns.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	return nil
+}
+
+func (c *cachedNamespaces) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return fmt.Errorf("cachedNamespaces does not list")
+}
+
+func postReview(tb testing.TB, c *http.Client, url string, body []byte) *admissionv1.AdmissionReview {
+	tb.Helper()
+	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		tb.Fatalf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	ar := &admissionv1.AdmissionReview{}
+	if err := json.NewDecoder(resp.Body).Decode(ar); err != nil {
+		tb.Fatal(err)
+	}
+	if ar.Response == nil {
+		tb.Fatalf("%s: review without response", url)
+	}
+	return ar
+}
+
+// timedPost measures one round trip up to the last byte of the response, which is what the
+// API server waits for.
+func timedPost(c *http.Client, url string, body []byte) (time.Duration, error) {
+	start := time.Now()
+	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	d := time.Since(start)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	return d, err
+}
+
+func checkMutated(tb testing.TB, ar *admissionv1.AdmissionReview) {
+	tb.Helper()
+	r := ar.Response
+	if !r.Allowed || r.PatchType == nil || !bytes.Contains(r.Patch, []byte(`"/spec/dnsConfig"`)) ||
+		!bytes.Contains(r.Patch, []byte("single-request-reopen")) {
+		tb.Fatalf("mutator did not inject: allowed=%v patch=%s warnings=%q", r.Allowed, r.Patch, r.Warnings)
+	}
+}
+
+func checkNoop(tb testing.TB, ar *admissionv1.AdmissionReview) {
+	tb.Helper()
+	if !ar.Response.Allowed || len(ar.Response.Patch) != 0 {
+		tb.Fatalf("no-op handler: allowed=%v patch=%s", ar.Response.Allowed, ar.Response.Patch)
+	}
+}
+
+func reportPercentiles(b *testing.B, mut, noop []time.Duration) {
+	mp50, mp99 := percentile(mut, 0.50), percentile(mut, 0.99)
+	np50, np99 := percentile(noop, 0.50), percentile(noop, 0.99)
+	b.ReportMetric(float64(mp50), "mutate-p50-ns")
+	b.ReportMetric(float64(mp99), "mutate-p99-ns")
+	b.ReportMetric(float64(np50), "noop-p50-ns")
+	b.ReportMetric(float64(np99), "noop-p99-ns")
+	b.ReportMetric(float64(mp50)/float64(np50), "p50-ratio")
+	b.ReportMetric(float64(mp99)/float64(np99), "p99-ratio")
+}
+
+// percentile is the nearest-rank percentile of ds (which it sorts).
+func percentile(ds []time.Duration, q float64) time.Duration {
+	slices.Sort(ds)
+	i := int(math.Ceil(q*float64(len(ds)))) - 1
+	return ds[max(i, 0)]
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// writeSelfSignedCert writes tls.crt and tls.key (controller-runtime's default names) for
+// 127.0.0.1 into dir and returns a pool that trusts them.
+func writeSelfSignedCert(tb testing.TB, dir string) *x509.CertPool {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "dns-tuner-bench"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return pool
+}
+
+// reviewBody is the AdmissionReview the API server sends for a pod of a typical Deployment
+// after its built-in admission plugins ran (service account token volume, default
+// tolerations): an app container and a log-shipping sidecar with env, mounts and probes.
+func reviewBody(tb testing.TB) []byte {
+	tb.Helper()
+	pod := benchPod()
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opts, _ := json.Marshal(metav1.CreateOptions{TypeMeta: metav1.TypeMeta{APIVersion: "meta.k8s.io/v1", Kind: "CreateOptions"}})
+	podGVK := metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	podGVR := metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
+	ar := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:  types.UID("705ab4f5-6393-11e8-b7cc-42010a800002"),
+			Kind: podGVK, Resource: podGVR, RequestKind: &podGVK, RequestResource: &podGVR,
+			Namespace: benchNamespace, Operation: admissionv1.Create,
+			UserInfo: authenticationv1.UserInfo{
+				Username: "system:serviceaccount:kube-system:replicaset-controller",
+				UID:      "2b2d5a62-9f5e-4a47-8d0b-3a0b0f3c8f11",
+				Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"},
+			},
+			Object:  runtime.RawExtension{Raw: raw},
+			Options: runtime.RawExtension{Raw: opts},
+			DryRun:  ptr.To(false),
+		},
+	}
+	body, err := json.Marshal(ar)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return body
+}
+
+func benchPod() *corev1.Pod {
+	mounts := []corev1.VolumeMount{
+		{Name: "config", MountPath: "/etc/checkout", ReadOnly: true},
+		{Name: "kube-api-access-7xk2p", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true},
+	}
+	return &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: "checkout-7d9f8c6b5d-", Namespace: benchNamespace,
+			Labels: map[string]string{"app.kubernetes.io/name": "checkout", "app.kubernetes.io/part-of": "shop", "pod-template-hash": "7d9f8c6b5d"},
+			Annotations: map[string]string{
+				"kubectl.kubernetes.io/restartedAt": "2026-07-01T09:12:44Z",
+				"prometheus.io/scrape":              "true", "prometheus.io/port": "9090",
+			},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "checkout-7d9f8c6b5d",
+				UID: "c0ffee00-1111-4222-8333-444455556666", Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
+		},
+		Spec: corev1.PodSpec{
+			Volumes: []corev1.Volume{
+				{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+					LocalObjectReference: corev1.LocalObjectReference{Name: "checkout-config"}, DefaultMode: ptr.To[int32](420)}}},
+				{Name: "varlog", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "kube-api-access-7xk2p", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+					DefaultMode: ptr.To[int32](420),
+					Sources: []corev1.VolumeProjection{
+						{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3607)}},
+						{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
+							Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+						{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "namespace",
+							FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}}}},
+					}}}},
+			},
+			Containers: []corev1.Container{
+				{
+					Name: "checkout", Image: "registry.example.com/shop/checkout:1.42.0",
+					Args:  []string{"--config=/etc/checkout/config.yaml", "--listen=:8080"},
+					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}, {Name: "metrics", ContainerPort: 9090, Protocol: corev1.ProtocolTCP}},
+					Env: []corev1.EnvVar{
+						{Name: "PAYMENTS_URL", Value: "http://payments.shop.svc.cluster.local:8080"},
+						{Name: "DATABASE_HOST", Value: "checkout-db.shop.svc.cluster.local"},
+						{Name: "DATABASE_PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+							LocalObjectReference: corev1.LocalObjectReference{Name: "checkout-db"}, Key: "password"}}},
+						{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
+						{Name: "GOMAXPROCS", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.cpu", Divisor: resource.MustParse("1")}}},
+					},
+					Resources: corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("256Mi")},
+						Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("512Mi")},
+					},
+					VolumeMounts: mounts,
+					LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http"), Scheme: corev1.URISchemeHTTP}},
+						InitialDelaySeconds: 10, TimeoutSeconds: 1, PeriodSeconds: 10, SuccessThreshold: 1, FailureThreshold: 3},
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString("http"), Scheme: corev1.URISchemeHTTP}},
+						TimeoutSeconds: 1, PeriodSeconds: 5, SuccessThreshold: 1, FailureThreshold: 3},
+					TerminationMessagePath: "/dev/termination-log", TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+					ImagePullPolicy: corev1.PullIfNotPresent,
+					SecurityContext: &corev1.SecurityContext{RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+						Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+				},
+				{
+					Name: "log-shipper", Image: "registry.example.com/infra/log-shipper:3.1.2",
+					Env: []corev1.EnvVar{
+						{Name: "SHIPPER_OUTPUT", Value: "loki.logging.svc.cluster.local:3100"},
+						{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "spec.nodeName"}}},
+					},
+					Resources: corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+						Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
+					},
+					VolumeMounts: append([]corev1.VolumeMount{{Name: "varlog", MountPath: "/var/log/app"}}, mounts[1]),
+					LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(2020)}},
+						TimeoutSeconds: 1, PeriodSeconds: 10, SuccessThreshold: 1, FailureThreshold: 3},
+					TerminationMessagePath: "/dev/termination-log", TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+					ImagePullPolicy: corev1.PullIfNotPresent,
+				},
+			},
+			RestartPolicy:                 corev1.RestartPolicyAlways,
+			TerminationGracePeriodSeconds: ptr.To[int64](30),
+			DNSPolicy:                     corev1.DNSClusterFirst,
+			ServiceAccountName:            "checkout",
+			SecurityContext:               &corev1.PodSecurityContext{FSGroup: ptr.To[int64](2000)},
+			ImagePullSecrets:              []corev1.LocalObjectReference{{Name: "registry-example-com"}},
+			SchedulerName:                 corev1.DefaultSchedulerName,
+			Tolerations: []corev1.Toleration{
+				{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
+				{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
+			},
+			Priority:           ptr.To[int32](0),
+			EnableServiceLinks: ptr.To(true),
+			PreemptionPolicy:   ptr.To(corev1.PreemptLowerPriority),
+		},
+	}
+}
