@@ -1,0 +1,136 @@
+// Package e2e proves dns-tuner's admission loop against a real kube-apiserver (envtest): the
+// webhook configuration from config/webhook is installed, `serve` runs in-process, and real
+// pods are created through a client that records the API server's warnings.
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/dns-tuner/dns-tuner/webhook/server"
+)
+
+var (
+	cfg        *rest.Config
+	clientset  *kubernetes.Clientset
+	warnings   = &warningRecorder{}
+	stopServer context.CancelFunc
+	serverDone chan error
+)
+
+// warningRecorder collects the Warning headers the API server returns, as kubectl shows them.
+type warningRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, text)
+}
+
+func (w *warningRecorder) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.msgs
+	w.msgs = nil
+	return out
+}
+
+// AssetsDir finds the control-plane binaries built by hack/build-envtest.sh.
+func assetsDir() (string, error) {
+	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+		return d, nil
+	}
+	out, err := exec.Command("bash", "../../hack/build-envtest.sh", "--print-dir").Output()
+	if err != nil {
+		return "", fmt.Errorf("locating envtest binaries: %w", err)
+	}
+	d := string(out[:len(out)-1])
+	if _, err := os.Stat(filepath.Join(d, "kube-apiserver")); err != nil {
+		return "", fmt.Errorf("no kube-apiserver in %s: run hack/build-envtest.sh (make test does)", d)
+	}
+	return d, nil
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := assetsDir()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: dir,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join("..", "..", "config", "webhook")}},
+	}
+	cfg, err = env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: starting envtest:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+
+	wcfg := rest.CopyConfig(cfg)
+	wcfg.WarningHandler = warnings
+	clientset = kubernetes.NewForConfigOrDie(wcfg)
+
+	wo := env.WebhookInstallOptions
+	o := server.Options{
+		CertDir: wo.LocalServingCertDir, CertName: "tls.crt", KeyName: "tls.key",
+		WebhookHost: wo.LocalServingHost, WebhookPort: wo.LocalServingPort,
+		MetricsBindAddress: "0", HealthProbeBindAddr: "0", Namespace: "dns-tuner-system",
+		PolicyReload: time.Second,
+	}
+	log := logr.Discard()
+	if os.Getenv("E2E_LOG") != "" {
+		z, _ := zap.NewDevelopment()
+		log = zapr.NewLogger(z)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopServer = cancel
+	serverDone = make(chan error, 1)
+	go func() { serverDone <- server.Run(ctx, o, cfg, log) }()
+	if err := waitForTLS(net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort)), 30*time.Second); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: webhook server did not start:", err)
+		cancel()
+		return 1
+	}
+	code := m.Run()
+	cancel()
+	return code
+}
+
+func waitForTLS(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // readiness probe only
+		if err == nil {
+			return conn.Close()
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
