@@ -11,6 +11,7 @@ import (
 
 	"github.com/dns-tuner/dns-tuner/webhook/libc"
 	"github.com/dns-tuner/dns-tuner/webhook/policy"
+	"github.com/dns-tuner/dns-tuner/webhook/resolvconf"
 )
 
 // Container is one container (or init container) of a pod with its libc verdict.
@@ -197,8 +198,8 @@ func Decide(p *policy.Policy, pod *corev1.Pod, md ModeDecision, containers []Con
 		plan.Inject = append(plan.Inject, o)
 	}
 
-	// What each container's resolver will not read, in the resolv.conf the pod will get.
-	final := append(append([]policy.Option{}, existing...), plan.Inject...)
+	// What each container's resolver will not read, in the resolv.conf kubelet will render.
+	final := renderedOptions(pod, append(append([]policy.Option{}, existing...), plan.Inject...))
 	for _, c := range containers {
 		for _, o := range final {
 			if honours, known := Honours(c.Verdict.Libc, o.Name, c.Verdict.Version); known && !honours {
@@ -263,6 +264,18 @@ func (plan Plan) settle(pod *corev1.Pod) Plan {
 		plan.Annotations[AnnotationInjected] = before + "," + plan.Annotations[AnnotationInjected]
 	}
 	return plan
+}
+
+// renderedOptions are the options line kubelet will write for the pod once opts are its
+// dnsConfig options (kubelet's ndots:5 default merged by name).
+func renderedOptions(pod *corev1.Pod, opts []policy.Option) []policy.Option {
+	p := &corev1.Pod{Spec: corev1.PodSpec{DNSPolicy: pod.Spec.DNSPolicy, HostNetwork: pod.Spec.HostNetwork, DNSConfig: &corev1.PodDNSConfig{Options: opts}}}
+	p.Namespace = pod.Namespace
+	rc, err := resolvconf.Render(p, resolvconf.ClusterDNS{Nameservers: []string{"cluster-dns"}, ClusterDomain: "cluster.local"})
+	if err != nil {
+		return opts
+	}
+	return rc.Options
 }
 
 func unknownWarning(containers []Container) string {
