@@ -207,10 +207,16 @@ func (g *Guard) ParseReference(image string) (name.Reference, error) {
 // Denied, may use plain HTTP only to insecure hosts, and dials only allowed addresses.
 func (g *Guard) Transport() http.RoundTripper { return g.transport }
 
-// RemoteOptions are the go-containerregistry options every registry call must use.
+// RemoteOptions are the go-containerregistry options every registry call must use: the
+// guarded transport and RetryOptions.
 func (g *Guard) RemoteOptions() []remote.Option {
+	return append([]remote.Option{remote.WithTransport(g.transport)}, g.RetryOptions()...)
+}
+
+// RetryOptions are RemoteOptions without the transport, for callers that wrap Transport
+// themselves (inspect.Options.Transport meters it).
+func (g *Guard) RetryOptions() []remote.Option {
 	return []remote.Option{
-		remote.WithTransport(g.transport),
 		remote.WithRetryBackoff(g.backoff),
 		remote.WithRetryStatusCodes(RetryStatusCodes...),
 		remote.WithRetryPredicate(retryable),
