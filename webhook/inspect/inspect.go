@@ -298,14 +298,20 @@ func containerArgv(c v1.Config, command, args []string) []string {
 	return append(append([]string{}, entry...), cmd...)
 }
 
-// finish turns context errors into timeouts and gives every error a kind.
+// finish turns failures after the deadline into timeouts (a body read cut by the deadline
+// surfaces as some I/O error) and gives every error a kind.
 func finish(ctx context.Context, err error) error {
-	if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && KindOf(err) != KindTooLarge {
+	k := KindOf(err)
+	var ie *Error
+	isErr := errors.As(err, &ie)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && k != KindTooLarge && k != KindTimeout {
+		if isErr {
+			return &Error{Kind: KindTimeout, Op: ie.Op, Err: ie.Err}
+		}
 		return &Error{Kind: KindTimeout, Err: err}
 	}
-	var ie *Error
-	if errors.As(err, &ie) {
+	if isErr {
 		return err
 	}
-	return &Error{Kind: KindOf(err), Err: err}
+	return &Error{Kind: k, Err: err}
 }

@@ -253,11 +253,15 @@ func (s *scanner) scanLayer(l int, compressed io.Reader) error {
 	default:
 		dec = br // uncompressed tar
 	}
-	tr := tar.NewReader(&uncompressedReader{r: dec, m: s.m})
+	ur := &uncompressedReader{r: dec, m: s.m}
+	tr := tar.NewReader(ur)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			// Read to the blob's end so its digest is verified: a layer read in full must be
+			// the one the manifest names. Only tar padding and the compression trailer remain.
+			_, err = io.Copy(io.Discard, ur)
+			return err
 		}
 		if err != nil {
 			return err
