@@ -268,6 +268,19 @@ func TestHostileRegistries(t *testing.T) {
 			f.blobs[d.Digest.String()] = serveBytes(bomb, "application/octet-stream")
 			return serve(t, f)
 		}},
+		{name: "gzip bomb after the tar's end", kind: inspect.KindTooLarge, setup: func(t *testing.T) string {
+			f := &fakeRegistry{}
+			var b []byte
+			b = append(b, gz(imagetest.Tar(imagetest.Reg("/readme", []byte("hi"))))...)
+			zeros := gz(make([]byte, 64<<20))
+			for range 64 {
+				b = append(b, zeros...)
+			}
+			d := layerDesc(b)
+			f.image(t, entry, d)
+			f.blobs[d.Digest.String()] = serveBytes(b, "application/octet-stream")
+			return serve(t, f)
+		}},
 		{name: "endless layer", kind: inspect.KindTooLarge, setup: func(t *testing.T) string {
 			f := &fakeRegistry{}
 			d := v1.Descriptor{MediaType: types.OCILayer, Size: 1 << 40, Digest: digestOf([]byte("endless"))}
