@@ -83,7 +83,11 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp ad
 		return admission.Allowed(md.Reason).WithWarnings(md.Warnings...)
 	}
 
-	containers, warnings := m.detect(ctx, p, namespace, pod)
+	budget := p.Inspection.Budget.Duration
+	if budget <= 0 {
+		budget = DefaultBudget
+	}
+	containers, warnings := DetectContainers(ctx, m.Detector, budget, namespace, pod)
 	plan := mutate.Decide(p, pod, md, containers)
 	plan.Warnings = append(warnings, plan.Warnings...)
 	ops := mutate.Patch(pod, plan)
@@ -115,9 +119,10 @@ func (m *PodMutator) namespaceLabels(ctx context.Context, name string) (map[stri
 	return ns.Labels, nil
 }
 
-// detect asks the detector about every container concurrently within the policy's budget.
-// The pod's dns-tuner.io/libc annotation wins over detection.
-func (m *PodMutator) detect(ctx context.Context, p *policy.Policy, namespace string, pod *corev1.Pod) ([]mutate.Container, []string) {
+// DetectContainers asks det about every container (init containers first) concurrently and
+// waits at most budget; a container without a verdict by then is unknown with the reason.
+// The pod's dns-tuner.io/libc annotation wins over detection. Warnings are for the client.
+func DetectContainers(ctx context.Context, det libc.Detector, budget time.Duration, namespace string, pod *corev1.Pod) ([]mutate.Container, []string) {
 	var warnings []string
 	all := make([]mutate.Container, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
 	specs := make([]*corev1.Container, 0, cap(all))
@@ -139,10 +144,6 @@ func (m *PodMutator) detect(ctx context.Context, p *policy.Policy, namespace str
 		overrides = nil
 	}
 
-	budget := p.Inspection.Budget.Duration
-	if budget <= 0 {
-		budget = DefaultBudget
-	}
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	pullSecrets := make([]string, 0, len(pod.Spec.ImagePullSecrets))
@@ -173,7 +174,7 @@ func (m *PodMutator) detect(ctx context.Context, p *policy.Policy, namespace str
 					results <- result{i, libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: fmt.Sprintf("detector panic: %v", r)}}
 				}
 			}()
-			v, err := m.Detector.Detect(ctx, t)
+			v, err := det.Detect(ctx, t)
 			if err != nil || v.Libc == "" {
 				reason := v.Reason
 				if reason == "" && err != nil {

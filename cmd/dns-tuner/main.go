@@ -13,6 +13,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/dns-tuner/dns-tuner/webhook/explain"
 	"github.com/dns-tuner/dns-tuner/webhook/server"
 )
 
@@ -20,6 +21,7 @@ const usage = `dns-tuner: libc-aware DNS resolver options for Kubernetes pods.
 
 Usage:
   dns-tuner serve [flags]     serve the mutating admission webhook
+  dns-tuner explain -f FILE   what dns-tuner does to a pod or workload, and why
   dns-tuner version           print the version
 
 Run "dns-tuner <command> -h" for a command's flags.
@@ -44,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
+	case "explain":
+		return explain.Run(ctx, args[1:], stdout, stderr, nil)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
