@@ -17,8 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -29,11 +27,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/dns-tuner/dns-tuner/webhook/inspect"
 	"github.com/dns-tuner/dns-tuner/webhook/libc"
 	"github.com/dns-tuner/dns-tuner/webhook/metrics"
-	"github.com/dns-tuner/dns-tuner/webhook/registry"
 )
 
 // Inspector is what Cached needs from webhook/inspect.Inspector.
@@ -219,7 +216,7 @@ func (c *Cached) slow(ref name.Reference, t libc.Target, scope, key, cmd string)
 		}
 		reason := fmt.Sprintf("inspecting %s: %s: %v", t.Image, kind, err)
 		v = unknown(v.Digest, reason)
-		if errors.Is(err, errBusy) || c.o.BaseContext.Err() != nil {
+		if kind == "busy" || kind == string(inspect.KindCanceled) || c.o.BaseContext.Err() != nil {
 			return // not the registry's fault: try again with the next pod
 		}
 		f := c.failures.update(key, func(old failure, _ bool) failure {
@@ -449,35 +446,16 @@ func (anonymousKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 	return authn.Anonymous, nil
 }
 
-// errorKind labels dns_tuner_registry_errors_total.
+// errorKind labels dns_tuner_registry_errors_total, with webhook/inspect's kinds.
 func errorKind(err error) string {
-	var terr *transport.Error
-	var nerr net.Error
+	var perr *name.ErrBadName
 	switch {
 	case errors.Is(err, errBusy):
 		return "busy"
-	case registry.IsRefused(err):
-		return "refused_address"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	case errors.As(err, &terr):
-		switch terr.StatusCode {
-		case http.StatusUnauthorized, http.StatusForbidden:
-			return "auth"
-		case http.StatusNotFound:
-			return "not_found"
-		case http.StatusTooManyRequests:
-			return "rate_limited"
-		}
-		return "bad_response"
-	case errors.As(err, &nerr):
-		return "unreachable"
-	}
-	var perr *name.ErrBadName
-	if errors.As(err, &perr) {
+	case errors.As(err, &perr):
 		return "bad_reference"
 	}
-	return "other"
+	return string(inspect.KindOf(err))
 }
 
 // group runs one function per key at a time; later callers for the key wait for the same

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/dns-tuner/dns-tuner/webhook/inspect"
 )
 
 // Config is the registry policy: which hosts may be contacted and how.
@@ -51,6 +53,9 @@ type RefusedError struct {
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("refused to contact %s: %s", e.Host, e.Reason)
 }
+
+// InspectKind classifies the refusal for webhook/inspect (metrics, error kinds).
+func (e *RefusedError) InspectKind() inspect.Kind { return inspect.KindRefused }
 
 // IsRefused reports whether err (or an error it wraps) is a RefusedError.
 func IsRefused(err error) bool {
