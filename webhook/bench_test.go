@@ -14,9 +14,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -29,12 +31,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/zapr"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -54,7 +59,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/dns-tuner/dns-tuner/webhook"
+	"github.com/dns-tuner/dns-tuner/webhook/detect"
 	"github.com/dns-tuner/dns-tuner/webhook/libc"
+	"github.com/dns-tuner/dns-tuner/webhook/metrics"
 	"github.com/dns-tuner/dns-tuner/webhook/mutate"
 	"github.com/dns-tuner/dns-tuner/webhook/policy"
 )
@@ -145,6 +152,23 @@ func TestAdmissionBenchHarness(t *testing.T) {
 		}
 		c.CloseIdleConnections()
 	}
+	// After the first admission every verdict must come from the detector's cache.
+	hits := func() float64 {
+		m := &dto.Metric{}
+		if err := metrics.CacheLookups.WithLabelValues("hit").Write(m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	before := hits()
+	c := env.client("h2")
+	defer c.CloseIdleConnections()
+	for range 3 {
+		checkMutated(t, postReview(t, c, env.base+webhook.Path, env.body))
+	}
+	if got := hits() - before; got != 6 {
+		t.Errorf("%v verdict cache hits for 3 pods of 2 containers; want 6", got)
+	}
 	if n := len(env.body); n < 4000 || n > 6500 {
 		t.Errorf("review body is %d bytes; want a typical 4-6 KB pod", n)
 	}
@@ -198,12 +222,17 @@ func startBenchServer(tb testing.TB) *benchEnv {
 				"kubernetes.io/metadata.name": benchNamespace, mutate.LabelMode: "enforce", "team": "checkout",
 			}}},
 		}},
-		Detector: cachedDetector{
-			"registry.example.com/shop/checkout:1.42.0": {Libc: libc.GLibc, Source: libc.SourceCache, Version: "2.36",
-				Evidence: "usr/local/bin/checkout: PT_INTERP /lib64/ld-linux-x86-64.so.2", Digest: "sha256:" + strings.Repeat("a1", 32)},
-			"registry.example.com/infra/log-shipper:3.1.2": {Libc: libc.Musl, Source: libc.SourceCache,
-				Evidence: "usr/bin/shipper: PT_INTERP /lib/ld-musl-x86_64.so.1", Digest: "sha256:" + strings.Repeat("b2", 32)},
-		},
+		// The production detector, warmed by the first requests and with TTLs longer than
+		// the run, so every admission is a cache hit ("decisions cached").
+		Detector: detect.New(detect.Options{
+			Inspector: instantInspector{
+				"registry.example.com/shop/checkout": {Libc: libc.GLibc, Version: "2.36",
+					Evidence: "usr/local/bin/checkout: PT_INTERP /lib64/ld-linux-x86-64.so.2"},
+				"registry.example.com/infra/log-shipper": {Libc: libc.Musl,
+					Evidence: "usr/bin/shipper: PT_INTERP /lib/ld-musl-x86_64.so.1"},
+			},
+			TagTTL: time.Hour, KeychainTTL: time.Hour, Log: log.WithName("detector"),
+		}),
 		Decoder: admission.NewDecoder(scheme),
 		Log:     log.WithName("admission"),
 	}
@@ -231,15 +260,21 @@ func startBenchServer(tb testing.TB) *benchEnv {
 	return &benchEnv{base: "https://127.0.0.1:" + strconv.Itoa(port), ca: ca, body: reviewBody(tb)}
 }
 
-// cachedDetector answers from memory at once, as the digest-keyed verdict cache does for an
-// image it has seen.
-type cachedDetector map[string]libc.Verdict
+// instantInspector stands in for the registry: it resolves every tag to a digest derived
+// from its name and knows each repository's libc. Only the warm-up reaches it.
+type instantInspector map[string]libc.Verdict
 
-func (d cachedDetector) Detect(_ context.Context, t libc.Target) (libc.Verdict, error) {
-	if v, ok := d[t.Image]; ok {
+func (i instantInspector) Resolve(_ context.Context, ref name.Reference, _ ...remote.Option) (v1.Hash, error) {
+	sum := sha256.Sum256([]byte(ref.Name()))
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}, nil
+}
+
+func (i instantInspector) Inspect(_ context.Context, ref name.Reference, _, _ []string, _ ...remote.Option) (libc.Verdict, error) {
+	if v, ok := i[ref.Context().Name()]; ok {
+		v.Source = libc.SourceEntrypoint
 		return v, nil
 	}
-	return libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: "not cached"}, nil
+	return libc.Verdict{}, fmt.Errorf("%s: not in the benchmark's registry", ref)
 }
 
 // cachedNamespaces stands in for the manager's metadata informer cache: a map lookup and a
