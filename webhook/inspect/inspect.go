@@ -95,7 +95,11 @@ func (i *Inspector) Resolve(ctx context.Context, ref name.Reference, extra ...re
 	m := i.newMeter()
 	d, _, err := i.platformImage(ctx, ref, m, i.remoteOptions(ctx, m, extra))
 	if err != nil {
-		return v1.Hash{}, finish(ctx, err)
+		err = finish(ctx, err)
+		if k := KindOf(err); k != KindCanceled {
+			metrics.RegistryErrors.WithLabelValues(string(k)).Inc()
+		}
+		return v1.Hash{}, err
 	}
 	return d.Digest, nil
 }

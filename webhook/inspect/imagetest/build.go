@@ -197,8 +197,10 @@ func (b *Builder) run(env []string, dir, name string, args ...string) {
 	}
 }
 
-// binary compiles (once) and returns one of: glibc, musl, musl-static, go-static,
-// go-static-arm64, go-cgo.
+// Binary compiles (once per Builder) and returns one of: glibc, musl, musl-static,
+// go-static, go-static-arm64, go-cgo (all linux/amd64 but go-static-arm64).
+func (b *Builder) Binary(which string) []byte { return b.binary(which) }
+
 func (b *Builder) binary(which string) []byte {
 	b.t.Helper()
 	if bin, ok := b.bins[which]; ok {
@@ -277,6 +279,11 @@ func (b *Builder) glibcFiles() []File {
 		Exe(libcDir+"/libc.so.6", b.hostFile(libcPath, "apt-get install -y libc6-dev")),
 	}
 }
+
+// GlibcFiles are the build machine's glibc loader and libc.so.6, at the paths the glibc
+// binaries expect; MuslLoader is musl's loader.
+func (b *Builder) GlibcFiles() []File { return b.glibcFiles() }
+func (b *Builder) MuslLoader() File   { return b.muslLoader() }
 
 func (b *Builder) muslLoader() File {
 	b.t.Helper()
