@@ -2,16 +2,84 @@ package server
 
 import (
 	"context"
+	"reflect"
+	"slices"
+	"sync"
 
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/dns-tuner/dns-tuner/webhook/detect"
 	"github.com/dns-tuner/dns-tuner/webhook/libc"
 	"github.com/dns-tuner/dns-tuner/webhook/policy"
+	"github.com/dns-tuner/dns-tuner/webhook/registry"
 )
 
-// newDetector builds the libc detector the policy asks for. Without registry inspection every
-// container is unknown unless its pod annotates it.
-func newDetector(_ context.Context, _ *policy.Policy, _ ctrl.Manager, _ logr.Logger) (libc.Detector, error) {
-	return libc.UnknownDetector{}, nil
+// newDetector builds the libc detector the policy asks for: registry inspection with the
+// pod's own pull credentials when policy.inspection.enabled, else unknown for every container
+// not annotated. It follows policy reloads: a changed inspection section rebuilds the
+// detector (and starts a fresh cache).
+func newDetector(ctx context.Context, o Options, src policy.Source, mgr ctrl.Manager, log logr.Logger) (libc.Detector, error) {
+	keychains, err := registry.NewPodKeychains(mgr.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	d := &policyDetector{src: src, log: log, build: func(in policy.Inspection) (libc.Detector, error) {
+		if !in.Enabled {
+			return libc.UnknownDetector{}, nil
+		}
+		in.InsecureRegistries = append(slices.Clone(in.InsecureRegistries), o.InsecureRegistries...)
+		return detect.FromPolicy(in, detect.Options{
+			Keychain:    keychains.Keychain,
+			Log:         log,
+			BaseContext: ctx,
+		})
+	}}
+	// A bad inspection section fails startup; on a later reload it keeps the last good one.
+	if _, err := d.current(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// policyDetector rebuilds its detector when the policy's inspection section changes.
+type policyDetector struct {
+	src   policy.Source
+	build func(policy.Inspection) (libc.Detector, error)
+	log   logr.Logger
+
+	mu   sync.Mutex
+	seen *policy.Policy // the policy object det was checked against
+	in   policy.Inspection
+	det  libc.Detector
+}
+
+func (d *policyDetector) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error) {
+	det, _ := d.current()
+	return det.Detect(ctx, t)
+}
+
+func (d *policyDetector) current() (libc.Detector, error) {
+	p := d.src.Current()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p == d.seen && d.det != nil { // the common case: same policy object, no comparison
+		return d.det, nil
+	}
+	d.seen = p
+	if d.det != nil && reflect.DeepEqual(p.Inspection, d.in) {
+		return d.det, nil
+	}
+	det, err := d.build(p.Inspection)
+	if err != nil {
+		d.log.Error(err, "inspection settings rejected; keeping the previous ones")
+		if d.det == nil {
+			d.det = libc.UnknownDetector{}
+		}
+		return d.det, err
+	}
+	d.log.Info("registry inspection configured", "enabled", p.Inspection.Enabled, "platform", p.Inspection.Platform,
+		"allowed", p.Inspection.AllowedRegistries, "denied", p.Inspection.DeniedRegistries, "insecure", p.Inspection.InsecureRegistries)
+	d.in, d.det = p.Inspection, det
+	return det, nil
 }

@@ -32,7 +32,16 @@ type Options struct {
 	Namespace string
 	Log       LogOptions
 	Certs     certs.Options
+	// InsecureRegistries are added to the policy's inspection.insecureRegistries: plain HTTP,
+	// allowed on loopback and link-local addresses (test and in-cluster registries).
+	InsecureRegistries stringList
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return fmt.Sprint([]string(*l)) }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 
 // BindFlags registers the options on fs with their defaults.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
@@ -47,6 +56,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.HealthProbeBindAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "dns-tuner's own namespace, always excluded (default $POD_NAMESPACE).")
+	fs.Var(&o.InsecureRegistries, "insecure-registry", "HOST:PORT of a registry reached over plain HTTP and allowed on loopback or link-local addresses (repeatable); added to the policy's inspection.insecureRegistries.")
 	o.Log.BindFlags(fs)
 	o.Certs.BindFlags(fs)
 }

@@ -60,7 +60,7 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) erro
 	if err := mgr.Add(pol); err != nil {
 		return err
 	}
-	detector, err := newDetector(ctx, pol.Current(), mgr, log.WithName("detector"))
+	detector, err := newDetector(ctx, o, pol, mgr, log.WithName("detector"))
 	if err != nil {
 		return err
 	}
