@@ -41,6 +41,9 @@ func TestCatalog(t *testing.T) {
 			if e.CGO != nil && (v.CGO == nil || *v.CGO != *e.CGO) {
 				t.Errorf("CGO = %v, want %v", v.CGO, *e.CGO)
 			}
+			if e.Version != "" && v.Version != e.Version {
+				t.Errorf("version %q, want %q", v.Version, e.Version)
+			}
 			if e.Libc == "unknown" && v.Reason == "" {
 				t.Errorf("unknown verdict without a reason")
 			}

@@ -242,8 +242,8 @@ func (i *Inspector) inspect(ctx context.Context, ref name.Reference, command, ar
 	if s.verdict != nil {
 		out := *s.verdict
 		out.Digest = v.Digest
-		if out.Libc == libc.GLibc || out.Libc == libc.Musl {
-			out.Version = s.base().Version // only what the layers already read showed
+		if b := s.base(); b.Libc == out.Libc {
+			out.Version = b.Version // only what the layers already read showed
 		}
 		addNote(&out, note)
 		return out, nil

@@ -128,7 +128,11 @@ func (s *scanner) check(cur int, pos *node, r io.Reader, head []byte) {
 		case pending:
 			return
 		case absent:
-			s.fail(fmt.Sprintf("entrypoint %s not found in the image (%s)", s.label, res.why))
+			msg := fmt.Sprintf("entrypoint %s not found in the image", s.label)
+			if res.why != "not found" {
+				msg += " (" + res.path + ": " + res.why + ")"
+			}
+			s.fail(msg)
 			return
 		}
 		n := res.node

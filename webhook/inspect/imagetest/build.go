@@ -42,11 +42,13 @@ const (
 	ReplacedLibc  Kind = "replaced-libc"   // musl base; upper layer whites out ld-musl and adds glibc
 	OpaqueLibc    Kind = "opaque-libc"     // glibc base; upper layer makes lib dirs opaque and adds musl
 	NoLibc        Kind = "no-libc"         // entrypoint is a text file, no loader: unknown
+	UsrMerge      Kind = "usrmerge"        // /bin/sh with /bin -> usr/bin and /usr/bin/sh -> dash (glibc)
+	DeletedEntry  Kind = "deleted-entry"   // the entrypoint is whited out by the top layer; musl base
 )
 
 // Kinds lists every Kind.
 var Kinds = []Kind{GlibcDynamic, MuslDynamic, MuslStatic, GoStatic, GoStaticArm64, GoCgo, ScriptMusl,
-	ScriptEnv, BaseMusl, BaseGlibc, ReplacedLibc, OpaqueLibc, NoLibc}
+	ScriptEnv, BaseMusl, BaseGlibc, ReplacedLibc, OpaqueLibc, NoLibc, UsrMerge, DeletedEntry}
 
 // File is one tar entry of a layer.
 type File struct {
@@ -280,6 +282,17 @@ func (b *Builder) glibcFiles() []File {
 	}
 }
 
+// HostGlibcVersion is the build machine's glibc version ("2.36"), whose libc.so.6 the glibc
+// images carry.
+func (b *Builder) HostGlibcVersion() string {
+	b.t.Helper()
+	out, err := exec.Command("getconf", "GNU_LIBC_VERSION").Output()
+	if err != nil {
+		b.t.Fatalf("getconf GNU_LIBC_VERSION: %v (is this a glibc machine?)", err)
+	}
+	return strings.TrimPrefix(strings.TrimSpace(string(out)), "glibc ")
+}
+
 // GlibcFiles are the build machine's glibc loader and libc.so.6, at the paths the glibc
 // binaries expect; MuslLoader is musl's loader.
 func (b *Builder) GlibcFiles() []File { return b.glibcFiles() }
@@ -349,6 +362,14 @@ func (b *Builder) Image(kind Kind) v1.Image {
 	case NoLibc:
 		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"/app/run"}},
 			Layer(t, Exe("/app/run", []byte("not a program\n")), Reg("/etc/os-release", []byte("ID=distroless\nPRETTY_NAME=\"Distroless\"\n"))))
+	case UsrMerge:
+		base := Layer(t, append([]File{Symlink("/bin", "usr/bin"), Exe("/usr/bin/dash", b.binary("glibc")),
+			Symlink("/usr/bin/sh", "dash")}, b.glibcFiles()...)...)
+		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"exec app"}}, base)
+	case DeletedEntry:
+		base := Layer(t, b.muslLoader(), Exe("/usr/local/bin/hello", b.binary("glibc")))
+		up := Layer(t, Whiteout("/usr/local/bin/hello"))
+		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"hello"}}, base, up)
 	}
 	t.Fatalf("imagetest: unknown kind %q", kind)
 	return nil

@@ -25,6 +25,7 @@ type Entry struct {
 	Libc     libc.Libc
 	Source   libc.Source
 	CGO      *bool    // nil: not asserted
+	Version  string   // "": not asserted
 	Evidence []string // substrings the evidence must contain
 }
 
@@ -75,12 +76,16 @@ func Catalog(t testing.TB) CatalogOf {
 		Evidence: []string{"/srv/app/run.py", "#!/usr/bin/env python3", "/usr/local/bin/python3 -> python3.12", "PT_INTERP " + GlibcLoader}})
 	add(Entry{Name: "musl base", Ref: push(BaseMusl), Libc: libc.Musl, Source: libc.SourceBase,
 		Evidence: []string{MuslLoader, "alpine 3.20.3"}})
-	add(Entry{Name: "glibc base", Ref: push(BaseGlibc), Libc: libc.GLibc, Source: libc.SourceBase,
+	add(Entry{Name: "glibc base", Ref: push(BaseGlibc), Libc: libc.GLibc, Source: libc.SourceBase, Version: b.HostGlibcVersion(),
 		Evidence: []string{GlibcLoader, "libc.so.6", "Debian"}})
 	add(Entry{Name: "upper layer replaces musl with glibc", Ref: push(ReplacedLibc), Libc: libc.GLibc, Source: libc.SourceBase,
 		Evidence: []string{GlibcLoader, "layer 1"}})
 	add(Entry{Name: "upper layer hides glibc behind opaque dirs", Ref: push(OpaqueLibc), Libc: libc.Musl, Source: libc.SourceBase,
 		Evidence: []string{MuslLoader, "layer 1"}})
+	add(Entry{Name: "usrmerge shell", Ref: push(UsrMerge), Libc: libc.GLibc, Source: libc.SourceEntrypoint,
+		Evidence: []string{"/usr/bin/dash", "/bin -> usr/bin", "/usr/bin/sh -> dash", "PT_INTERP " + GlibcLoader}})
+	add(Entry{Name: "entrypoint whited out", Ref: push(DeletedEntry), Libc: libc.Musl, Source: libc.SourceBase,
+		Evidence: []string{MuslLoader, "entrypoint hello not found"}})
 	add(Entry{Name: "no libc", Ref: push(NoLibc), Libc: libc.Unknown, Source: libc.SourceNone})
 
 	// Multi-arch: amd64 is musl, arm64 is Go; an arm64-only index falls back to "any linux",
