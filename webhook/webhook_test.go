@@ -26,7 +26,9 @@ import (
 // detectorFunc adapts a function to libc.Detector.
 type detectorFunc func(context.Context, libc.Target) (libc.Verdict, error)
 
-func (f detectorFunc) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error) { return f(ctx, t) }
+func (f detectorFunc) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error) {
+	return f(ctx, t)
+}
 
 func byImage(m map[string]libc.Libc) libc.Detector {
 	return detectorFunc(func(_ context.Context, t libc.Target) (libc.Verdict, error) {

@@ -197,9 +197,9 @@ func pushSamples(ctx context.Context, host, dir string) (map[string]string, erro
 }
 
 type podResult struct {
-	namespace, pod, mode string
-	got                  *corev1.Pod
-	warnings             []string
+	namespace, pod string
+	got            *corev1.Pod
+	warnings       []string
 }
 
 type recorder struct{ msgs []string }

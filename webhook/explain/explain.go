@@ -40,13 +40,13 @@ type Report struct {
 
 // Container is one container's verdict and what its resolver reads.
 type Container struct {
-	Name     string        `json:"name"`
-	Init     bool          `json:"init,omitempty"`
-	Image    string        `json:"image"`
-	Verdict  libc.Verdict  `json:"verdict"`
-	Honours  []string      `json:"honours,omitempty"` // options of the enforced resolv.conf it reads
-	Ignores  []IgnoredOpt  `json:"ignores,omitempty"` // options of the enforced resolv.conf it does not read
-	Unknowns []string      `json:"unknownEffect,omitempty"`
+	Name     string       `json:"name"`
+	Init     bool         `json:"init,omitempty"`
+	Image    string       `json:"image"`
+	Verdict  libc.Verdict `json:"verdict"`
+	Honours  []string     `json:"honours,omitempty"` // options of the enforced resolv.conf it reads
+	Ignores  []IgnoredOpt `json:"ignores,omitempty"` // options of the enforced resolv.conf it does not read
+	Unknowns []string     `json:"unknownEffect,omitempty"`
 }
 
 // IgnoredOpt is an option a container's resolver will not read, and what to do instead.
