@@ -169,6 +169,7 @@ func TestAdmissionBenchHarness(t *testing.T) {
 	if got := hits() - before; got != 6 {
 		t.Errorf("%v verdict cache hits for 3 pods of 2 containers; want 6", got)
 	}
+	t.Logf("review body: %d bytes", len(env.body))
 	if n := len(env.body); n < 4000 || n > 6500 {
 		t.Errorf("review body is %d bytes; want a typical 4-6 KB pod", n)
 	}
