@@ -214,7 +214,7 @@ func (c *Cached) slow(ref name.Reference, t libc.Target, scope, key, cmd string)
 		if !errors.As(err, new(counted)) {
 			metrics.RegistryErrors.WithLabelValues(kind).Inc()
 		}
-		reason := fmt.Sprintf("inspecting %s: %s: %v", t.Image, kind, err)
+		reason := "registry inspection failed: " + err.Error()
 		v = unknown(v.Digest, reason)
 		if kind == "busy" || kind == string(inspect.KindCanceled) || c.o.BaseContext.Err() != nil {
 			return // not the registry's fault: try again with the next pod

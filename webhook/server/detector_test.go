@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/go-logr/logr"
+
+	"github.com/dns-tuner/dns-tuner/webhook/libc"
+	"github.com/dns-tuner/dns-tuner/webhook/policy"
+)
+
+type fixedSource struct{ p atomic.Pointer[policy.Policy] }
+
+func (s *fixedSource) Current() *policy.Policy { return s.p.Load() }
+
+type namedDetector string
+
+func (n namedDetector) Detect(context.Context, libc.Target) (libc.Verdict, error) {
+	return libc.Verdict{Libc: libc.Unknown, Reason: string(n)}, nil
+}
+
+func TestPolicyDetectorFollowsReloads(t *testing.T) {
+	src := &fixedSource{}
+	builds := 0
+	d := &policyDetector{src: src, log: logr.Discard(), build: func(in policy.Inspection) (libc.Detector, error) {
+		builds++
+		if in.Platform == "bad" {
+			return nil, errors.New("bad platform")
+		}
+		return namedDetector(in.Platform), nil
+	}}
+	set := func(platform string) {
+		p := policy.Default()
+		p.Inspection.Platform = platform
+		src.p.Store(p)
+	}
+	for _, s := range []struct {
+		platform string // "" keeps the current policy object
+		want     string
+		builds   int
+	}{
+		{"linux/amd64", "linux/amd64", 1},
+		{"", "linux/amd64", 1},            // same object
+		{"linux/amd64", "linux/amd64", 1}, // new object, same inspection section
+		{"linux/arm64", "linux/arm64", 2},
+		{"bad", "linux/arm64", 3}, // rejected: the last good detector stays
+		{"", "linux/arm64", 3},    // and the bad one is not rebuilt on every pod
+	} {
+		if s.platform != "" {
+			set(s.platform)
+		}
+		v, _ := d.Detect(context.Background(), libc.Target{})
+		if v.Reason != s.want || builds != s.builds {
+			t.Errorf("after %q: detector %q after %d builds, want %q after %d", s.platform, v.Reason, builds, s.want, s.builds)
+		}
+	}
+}
