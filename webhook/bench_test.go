@@ -234,8 +234,7 @@ func startBenchServer(tb testing.TB) *benchEnv {
 			},
 			TagTTL: time.Hour, KeychainTTL: time.Hour, Log: log.WithName("detector"),
 		}),
-		Decoder: admission.NewDecoder(scheme),
-		Log:     log.WithName("admission"),
+		Log: log.WithName("admission"),
 	}
 
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})

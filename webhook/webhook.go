@@ -40,7 +40,6 @@ type PodMutator struct {
 	// APIReader reads a namespace the cache has not seen yet (created moments before the pod).
 	APIReader client.Reader
 	Detector  libc.Detector
-	Decoder   admission.Decoder
 	Log       logr.Logger
 }
 
@@ -51,9 +50,9 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp ad
 	if req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		return admission.Allowed("dns-tuner only acts on pod creation")
 	}
-	pod := &corev1.Pod{}
-	if err := m.Decoder.Decode(req, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+	pod, err := decodePod(req.Object.Raw)
+	if err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
 	}
 	namespace := req.Namespace
 	if namespace == "" {

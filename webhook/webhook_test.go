@@ -61,7 +61,7 @@ func newMutator(t *testing.T, det libc.Detector, p *policy.Policy, reader client
 	if p == nil {
 		p = policy.Default()
 	}
-	return &PodMutator{Policy: policy.Static{P: p}, Namespaces: reader, Detector: det, Decoder: admission.NewDecoder(scheme), Log: logr.Discard()}
+	return &PodMutator{Policy: policy.Static{P: p}, Namespaces: reader, Detector: det, Log: logr.Discard()}
 }
 
 func request(t *testing.T, ns string, op admissionv1.Operation, pod *corev1.Pod) admission.Request {

@@ -69,7 +69,6 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) erro
 		Namespaces: mgr.GetCache(), // namespace metadata only: a metadata informer, flat memory
 		APIReader:  mgr.GetAPIReader(),
 		Detector:   detector,
-		Decoder:    admission.NewDecoder(scheme),
 		Log:        log.WithName("admission"),
 	}
 	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: mutator})
