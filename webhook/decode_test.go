@@ -76,9 +76,11 @@ func TestDecodePodMatchesFullDecode(t *testing.T) {
 func TestDecodePodRejects(t *testing.T) {
 	for _, tt := range []struct{ raw, err string }{
 		{"", "no content"},
-		{"[]", "cannot unmarshal"},
-		{`{"spec": {"containers": "nope"}}`, "cannot unmarshal"},
-		{`{"metadata": {"annotations": {"a": 1}}}`, "cannot unmarshal"},
+		{"[]", "decoding pod"},
+		{`{"spec": {"containers": "nope"}}`, "Containers"},
+		{`{"metadata": {"annotations": {"a": 1}}}`, "Annotations"},
+		{`{"spec": {"dnsConfig": {"options": [{"name": 5}]}}}`, "DNSConfig"},
+		{`{"spec": {"containers": [{"name": "a"`, "decoding pod"},
 	} {
 		if _, err := decodePod([]byte(tt.raw)); err == nil || !strings.Contains(err.Error(), tt.err) {
 			t.Errorf("decodePod(%q) = %v, want %q", tt.raw, err, tt.err)
