@@ -7,10 +7,14 @@ import (
 	"sync"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dns-tuner/dns-tuner/webhook/detect"
 	"github.com/dns-tuner/dns-tuner/webhook/libc"
+	"github.com/dns-tuner/dns-tuner/webhook/mutate"
 	"github.com/dns-tuner/dns-tuner/webhook/policy"
 	"github.com/dns-tuner/dns-tuner/webhook/registry"
 )
@@ -39,7 +43,28 @@ func newDetector(ctx context.Context, o Options, src policy.Source, mgr ctrl.Man
 	if _, err := d.current(); err != nil {
 		return nil, err
 	}
+	if o.WarmCache {
+		w := &detect.Warmer{Informers: mgr.GetCache(), Detector: d, Log: log.WithName("warmer"),
+			Wanted: func(ctx context.Context, ns string) bool { return wanted(ctx, src.Current(), mgr.GetCache(), ns) }}
+		if err := mgr.Add(w); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// wanted reports whether admission would inspect pods of namespace ns, so the warmer leaves
+// other namespaces' images and secrets alone.
+func wanted(ctx context.Context, p *policy.Policy, r client.Reader, ns string) bool {
+	if !p.Inspection.Enabled || p.Excluded(ns) {
+		return false
+	}
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if err := r.Get(ctx, client.ObjectKey{Name: ns}, meta); err != nil {
+		return false
+	}
+	return mutate.ResolveMode(p, ns, meta.Labels, nil).Mode != policy.Off
 }
 
 // policyDetector rebuilds its detector when the policy's inspection section changes.

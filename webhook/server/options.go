@@ -35,6 +35,9 @@ type Options struct {
 	// InsecureRegistries are added to the policy's inspection.insecureRegistries: plain HTTP,
 	// allowed on loopback and link-local addresses (test and in-cluster registries).
 	InsecureRegistries stringList
+	// WarmCache inspects workload pod templates before their pods exist (needs list/watch on
+	// deployments, statefulsets, daemonsets, jobs and cronjobs).
+	WarmCache bool
 }
 
 // stringList is a repeatable string flag.
@@ -56,6 +59,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.HealthProbeBindAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "dns-tuner's own namespace, always excluded (default $POD_NAMESPACE).")
+	fs.BoolVar(&o.WarmCache, "warm-cache", false, "Inspect the images of Deployments, StatefulSets, DaemonSets, Jobs and CronJobs before their pods exist (holds those objects in memory; needs list/watch on them).")
 	fs.Var(&o.InsecureRegistries, "insecure-registry", "HOST:PORT of a registry reached over plain HTTP and allowed on loopback or link-local addresses (repeatable); added to the policy's inspection.insecureRegistries.")
 	o.Log.BindFlags(fs)
 	o.Certs.BindFlags(fs)
