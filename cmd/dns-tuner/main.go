@@ -11,9 +11,14 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/dns-tuner/dns-tuner/webhook/detect"
 	"github.com/dns-tuner/dns-tuner/webhook/explain"
+	"github.com/dns-tuner/dns-tuner/webhook/inspectcmd"
+	"github.com/dns-tuner/dns-tuner/webhook/libc"
+	"github.com/dns-tuner/dns-tuner/webhook/policy"
 	"github.com/dns-tuner/dns-tuner/webhook/server"
 )
 
@@ -21,6 +26,7 @@ const usage = `dns-tuner: libc-aware DNS resolver options for Kubernetes pods.
 
 Usage:
   dns-tuner serve [flags]     serve the mutating admission webhook
+  dns-tuner inspect IMAGE...  decide images' libc from their registry, with evidence
   dns-tuner explain -f FILE   what dns-tuner does to a pod or workload, and why
   dns-tuner version           print the version
 
@@ -46,8 +52,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
+	case "inspect":
+		return inspectcmd.Run(ctx, args[1:], stdout, stderr)
 	case "explain":
-		return explain.Run(ctx, args[1:], stdout, stderr, nil)
+		return explain.Run(ctx, args[1:], stdout, stderr, localDetector)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
@@ -57,6 +65,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// localDetector inspects registries as admission does, with the local docker config's
+// credentials instead of a pod's pull secrets.
+func localDetector(ctx context.Context, in policy.Inspection) (libc.Detector, error) {
+	return detect.FromPolicy(in, detect.Options{
+		BaseContext: ctx,
+		Keychain: func(context.Context, string, string, []string) (authn.Keychain, error) {
+			return authn.DefaultKeychain, nil
+		},
+	})
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {

@@ -34,9 +34,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/dns-tuner/dns-tuner/webhook/inspect/imagetest"
+	"github.com/dns-tuner/dns-tuner/webhook/inspectcmd"
 	"github.com/dns-tuner/dns-tuner/webhook/mutate"
 	"github.com/dns-tuner/dns-tuner/webhook/server"
 )
@@ -127,6 +129,7 @@ inspection:
 		z, _ := zap.NewDevelopment()
 		logger = zapr.NewLogger(z)
 	}
+	ctrl.SetLogger(logger)
 	wo := env.WebhookInstallOptions
 	so := server.Options{
 		CertDir: wo.LocalServingCertDir, CertName: "tls.crt", KeyName: "tls.key",
@@ -148,6 +151,16 @@ inspection:
 		return err
 	}
 	printSummary(out, results)
+
+	// The evidence behind each image's verdict, as `dns-tuner inspect` prints it.
+	fmt.Fprintln(out, "\nWhy each image got its libc (dns-tuner inspect --insecure-registry "+host+" ...):")
+	inspectArgs := []string{"--insecure-registry", host}
+	for _, s := range samples {
+		inspectArgs = append(inspectArgs, refs[s.repo])
+	}
+	if err := inspectcmd.Run(ctx, inspectArgs, out, out); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(out, "\nThe control plane and dns-tuner keep running. Try:\n  export KUBECONFIG=%s\n  kubectl label namespace default dns-tuner.io/mode=enforce\n  kubectl run test --image=%s/demo/alpine-app:1.0 && kubectl get pod test -o yaml\nPolicy (reloaded on change): %s\nCtrl-C stops everything.\n", kubeconfig, host, policyPath)
 	if o.exit {
@@ -281,8 +294,12 @@ func printSummary(out io.Writer, results []podResult) {
 			}
 		}
 		why := a[mutate.AnnotationReason]
-		if why == "" {
-			why = "namespace not opted in, or pod opted out"
+		switch {
+		case why != "":
+		case r.got.Annotations[mutate.AnnotationMode] != "":
+			why = "pod annotation " + mutate.AnnotationMode + "=" + r.got.Annotations[mutate.AnnotationMode]
+		default:
+			why = "namespace has no " + mutate.LabelMode + " label and the cluster default is off"
 		}
 		if v := a[mutate.AnnotationWouldInject]; v != "" {
 			why += "; enforce would add " + v
