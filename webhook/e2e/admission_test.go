@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -265,28 +264,4 @@ func TestPodKeepsItsIdentity(t *testing.T) {
 		b, _ := json.MarshalIndent(got, "", " ")
 		t.Fatalf("pod lost fields:\n%s", b)
 	}
-}
-
-// TestZZWebhookDown must stay the last test in this package (go test runs them in source
-// order): it stops the webhook and proves pods are still created (failurePolicy Ignore).
-func TestZZWebhookDown(t *testing.T) {
-	stopServer()
-	select {
-	case err := <-serverDone:
-		if err != nil {
-			t.Logf("server stopped: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not stop")
-	}
-	ensureNamespace(t, "e2e-enforce", map[string]string{mutate.LabelMode: "enforce"})
-	start := time.Now()
-	got, err := clientset.CoreV1().Pods("e2e-enforce").Create(context.Background(), newPod("down", libcAnnotation("glibc")), metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("pod creation failed with the webhook down: %v", err)
-	}
-	if got.Spec.DNSConfig != nil || got.Annotations[mutate.AnnotationStatus] != "" {
-		t.Errorf("pod mutated with the webhook down?")
-	}
-	t.Logf("pod created %s after the webhook stopped", time.Since(start).Round(time.Millisecond))
 }

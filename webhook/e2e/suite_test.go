@@ -7,31 +7,41 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
+	stdlog "log"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/zapr"
+	"github.com/google/go-containerregistry/pkg/registry"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/dns-tuner/dns-tuner/webhook/server"
 )
 
 var (
-	cfg        *rest.Config
-	clientset  *kubernetes.Clientset
-	warnings   = &warningRecorder{}
-	stopServer context.CancelFunc
-	serverDone chan error
+	// registryHost serves test images over plain HTTP on loopback; the policy lists it as
+	// insecure, which is also what allows a loopback address. registry.example, used by pods
+	// that are not about inspection, is denied so no test reaches for the network.
+	registryHost string
+	cfg          *rest.Config
+	clientset    *kubernetes.Clientset
+	warnings     = &warningRecorder{}
+	stopServer   context.CancelFunc
+	serverDone   chan error
 )
 
 // warningRecorder collects the Warning headers the API server returns, as kubectl shows them.
@@ -95,9 +105,20 @@ func run(m *testing.M) int {
 	wcfg.WarningHandler = warnings
 	clientset = kubernetes.NewForConfigOrDie(wcfg)
 
+	reg := httptest.NewServer(registry.New(registry.Logger(stdlog.New(io.Discard, "", 0))))
+	defer reg.Close()
+	registryHost = strings.TrimPrefix(reg.URL, "http://")
+	policyFile := filepath.Join(os.TempDir(), fmt.Sprintf("dns-tuner-e2e-policy-%d.yaml", os.Getpid()))
+	if err := os.WriteFile(policyFile, []byte(fmt.Sprintf("inspection:\n  enabled: true\n  insecureRegistries: [%q]\n  deniedRegistries: [registry.example]\n", registryHost)), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.Remove(policyFile)
+
 	wo := env.WebhookInstallOptions
 	o := server.Options{
-		CertDir: wo.LocalServingCertDir, CertName: "tls.crt", KeyName: "tls.key",
+		ConfigFile: policyFile,
+		CertDir:    wo.LocalServingCertDir, CertName: "tls.crt", KeyName: "tls.key",
 		WebhookHost: wo.LocalServingHost, WebhookPort: wo.LocalServingPort,
 		MetricsBindAddress: "0", HealthProbeBindAddr: "0", Namespace: "dns-tuner-system",
 		PolicyReload: time.Second,
@@ -107,6 +128,7 @@ func run(m *testing.M) int {
 		z, _ := zap.NewDevelopment()
 		log = zapr.NewLogger(z)
 	}
+	ctrl.SetLogger(log)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopServer = cancel
 	serverDone = make(chan error, 1)
