@@ -111,20 +111,29 @@ func TestKubernetesDefaultStalls(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(string(tt.libc), func(t *testing.T) {
 			t.Parallel()
-			c, err := l.Measure(context.Background(), tt.libc, conf, "web", 2, 0)
+			c, err := l.Measure(context.Background(), tt.libc, conf, "web", 3, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if c.Failed > 0 {
 				t.Errorf("%d lookups failed", c.Failed)
 			}
-			for _, d := range c.Latencies {
-				if tt.stall == 0 && d > GoTarget {
+			raced := 0
+			for i, d := range c.Latencies {
+				switch {
+				case tt.stall == 0 && d > GoTarget:
 					t.Errorf("lookup took %s, want under %s", dur(d), GoTarget)
+				case tt.stall == 0 || c.Dropped[i] == 0:
+					// Not raced: a musl thread preempted between its two sends on a
+					// busy machine escapes the race, as it would in a cluster.
+				case d < tt.stall || d > tt.stall+slack+100*time.Millisecond:
+					t.Errorf("lookup that lost a query took %s, want the %s stall", dur(d), tt.stall)
+				default:
+					raced++
 				}
-				if tt.stall > 0 && (d < tt.stall || d > tt.stall+slack+100*time.Millisecond) {
-					t.Errorf("lookup took %s, want the %s stall", dur(d), tt.stall)
-				}
+			}
+			if tt.stall > 0 && raced == 0 {
+				t.Errorf("no lookup lost a query to the race (%v dropped): the model did not race", c.Dropped)
 			}
 		})
 	}
@@ -150,7 +159,7 @@ func TestCheckRejectsBadProfiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			conf := render(t, l, p)
-			c, err := l.Measure(context.Background(), lc, conf, "web", 1, 0)
+			c, err := l.Measure(context.Background(), lc, conf, "web", 2, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
