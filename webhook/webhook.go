@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -41,7 +42,14 @@ type PodMutator struct {
 	APIReader client.Reader
 	Detector  libc.Detector
 	Log       logr.Logger
+
+	decisionsOnce sync.Once
+	decisions     *decisionCache
 }
+
+// decisionCacheSize bounds memoised decisions: one per distinct pod shape, so a few
+// thousand cover a large cluster's ReplicaSets.
+const decisionCacheSize = 4096
 
 var _ admission.Handler = &PodMutator{}
 
@@ -58,10 +66,13 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp ad
 	if namespace == "" {
 		namespace = pod.Namespace
 	}
-	log := m.Log.WithValues("namespace", namespace, "pod", podName(pod), "uid", req.UID)
+	// Built only when something is logged: zap encodes With fields eagerly.
+	log := func() logr.Logger {
+		return m.Log.WithValues("namespace", namespace, "pod", podName(pod), "uid", string(req.UID))
+	}
 	defer func() {
 		if r := recover(); r != nil {
-			log.Error(fmt.Errorf("%v", r), "panic while deciding; allowing the pod unchanged")
+			log().Error(fmt.Errorf("%v", r), "panic while deciding; allowing the pod unchanged")
 			resp = failOpen(pod, "internal", fmt.Sprintf("dns-tuner internal error: %v", r))
 		}
 	}()
@@ -73,7 +84,7 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp ad
 	}
 	nsLabels, err := m.namespaceLabels(ctx, namespace)
 	if err != nil {
-		log.Error(err, "reading namespace labels failed; allowing the pod unchanged")
+		log().Error(err, "reading namespace labels failed; allowing the pod unchanged")
 		return failOpen(pod, "namespace_lookup", fmt.Sprintf("could not read namespace %s: %v", namespace, err))
 	}
 	md := mutate.ResolveMode(p, namespace, nsLabels, pod.Annotations)
@@ -87,19 +98,28 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp ad
 		budget = DefaultBudget
 	}
 	containers, warnings := DetectContainers(ctx, m.Detector, budget, namespace, pod)
-	plan := mutate.Decide(p, pod, md, containers)
-	plan.Warnings = append(warnings, plan.Warnings...)
-	ops := mutate.Patch(pod, plan)
+	m.decisionsOnce.Do(func() { m.decisions = newDecisionCache(decisionCacheSize) })
+	d, err := m.decisions.decide(p, pod, md, containers)
+	if err != nil {
+		log().Error(err, "encoding the patch failed; allowing the pod unchanged")
+		return failOpen(pod, "internal", fmt.Sprintf("dns-tuner internal error: %v", err))
+	}
+	plan := d.plan
+	warnings = append(warnings, plan.Warnings...)
 
 	for _, l := range distinctLibcs(containers) {
 		metrics.Admissions.WithLabelValues(string(plan.Mode), plan.Status, string(l)).Inc()
 	}
-	log.V(1).Info("decided", "mode", plan.Mode, "status", plan.Status, "reason", plan.Reason,
-		"inject", len(plan.Inject), "ignored", len(plan.Ignored), "notes", plan.Notes)
-	if len(ops) == 0 {
-		return admission.Allowed(plan.Reason).WithWarnings(plan.Warnings...)
+	if l := m.Log.V(1); l.Enabled() {
+		log().V(1).Info("decided", "mode", plan.Mode, "status", plan.Status, "reason", plan.Reason,
+			"inject", len(plan.Inject), "ignored", len(plan.Ignored), "notes", plan.Notes)
 	}
-	return admission.Patched(plan.Reason, ops...).WithWarnings(plan.Warnings...)
+	resp = admission.Allowed(plan.Reason).WithWarnings(warnings...)
+	if d.patch != nil {
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.Patch, resp.PatchType = d.patch, &pt
+	}
+	return resp
 }
 
 func (m *PodMutator) namespaceLabels(ctx context.Context, name string) (map[string]string, error) {
@@ -143,45 +163,62 @@ func DetectContainers(ctx context.Context, det libc.Detector, budget time.Durati
 		overrides = nil
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, budget)
-	defer cancel()
 	pullSecrets := make([]string, 0, len(pod.Spec.ImagePullSecrets))
 	for _, s := range pod.Spec.ImagePullSecrets {
 		pullSecrets = append(pullSecrets, s.Name)
 	}
+	normalize := func(v libc.Verdict, err error) libc.Verdict {
+		if err == nil && v.Libc != "" {
+			return v
+		}
+		reason := v.Reason
+		if reason == "" && err != nil {
+			reason = err.Error()
+		}
+		return libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: reason, Digest: v.Digest}
+	}
+	mem, _ := det.(libc.MemoryDetector)
+	var waitFor []int
+	targets := make([]libc.Target, len(all))
+	for i := range all {
+		if l, ok := overrides[all[i].Name]; ok {
+			all[i].Verdict = libc.Verdict{Libc: l, Source: libc.SourceAnnotation, Evidence: "pod annotation " + mutate.AnnotationLibc}
+			continue
+		}
+		targets[i] = libc.Target{
+			Namespace: namespace, PodName: podName(pod), Container: specs[i].Name, Image: specs[i].Image,
+			Command: specs[i].Command, Args: specs[i].Args, PullSecrets: pullSecrets, ServiceAccount: pod.Spec.ServiceAccountName,
+		}
+		if mem != nil { // cached verdicts need no goroutine, channel or timer
+			if v, err, ok := mem.DetectCached(targets[i]); ok {
+				all[i].Verdict = normalize(v, err)
+				continue
+			}
+		}
+		waitFor = append(waitFor, i)
+	}
+	if len(waitFor) == 0 {
+		return all, warnings
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
 	// Results arrive on a buffered channel so a detector that ignores its deadline can finish
 	// late without blocking anyone; admission stops waiting at the budget either way.
 	type result struct {
 		i int
 		v libc.Verdict
 	}
-	results := make(chan result, len(all))
-	pending := 0
-	for i := range all {
-		if l, ok := overrides[all[i].Name]; ok {
-			all[i].Verdict = libc.Verdict{Libc: l, Source: libc.SourceAnnotation, Evidence: "pod annotation " + mutate.AnnotationLibc}
-			continue
-		}
-		t := libc.Target{
-			Namespace: namespace, PodName: podName(pod), Container: specs[i].Name, Image: specs[i].Image,
-			Command: specs[i].Command, Args: specs[i].Args, PullSecrets: pullSecrets, ServiceAccount: pod.Spec.ServiceAccountName,
-		}
-		pending++
+	results := make(chan result, len(waitFor))
+	pending := len(waitFor)
+	for _, i := range waitFor {
 		go func(i int) {
 			defer func() {
 				if r := recover(); r != nil {
 					results <- result{i, libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: fmt.Sprintf("detector panic: %v", r)}}
 				}
 			}()
-			v, err := det.Detect(ctx, t)
-			if err != nil || v.Libc == "" {
-				reason := v.Reason
-				if reason == "" && err != nil {
-					reason = err.Error()
-				}
-				v = libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: reason, Digest: v.Digest}
-			}
-			results <- result{i, v}
+			results <- result{i, normalize(det.Detect(ctx, targets[i]))}
 		}(i)
 	}
 	got := make([]bool, len(all))
@@ -205,7 +242,7 @@ wait:
 	for i := range all {
 		if all[i].Verdict.Libc == "" && !got[i] {
 			metrics.BudgetExceeded.Inc()
-			all[i].Verdict = libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: fmt.Sprintf("inspection exceeded the %s admission budget", budget)}
+			all[i].Verdict = libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: fmt.Sprintf("inspection exceeded the %s admission budget; later pods use its result once it finishes", budget)}
 		}
 	}
 	return all, warnings

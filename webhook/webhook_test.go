@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -85,9 +86,22 @@ func testPod(images ...string) *corev1.Pod {
 	return p
 }
 
+// patchOps returns the response's JSON patch whether it was sent as operations or as
+// encoded bytes (decisions are cached encoded).
+func patchOps(resp admission.Response) []jsonpatch.JsonPatchOperation {
+	if len(resp.Patches) > 0 || len(resp.Patch) == 0 {
+		return resp.Patches
+	}
+	var ops []jsonpatch.JsonPatchOperation
+	if err := json.Unmarshal(resp.Patch, &ops); err != nil {
+		panic(err)
+	}
+	return ops
+}
+
 func annotationOps(resp admission.Response) map[string]string {
 	out := map[string]string{}
-	for _, op := range resp.Patches {
+	for _, op := range patchOps(resp) {
 		switch {
 		case op.Path == "/metadata/annotations":
 			for k, v := range op.Value.(map[string]any) {
@@ -102,7 +116,7 @@ func annotationOps(resp admission.Response) map[string]string {
 }
 
 func hasSpecPatch(resp admission.Response) bool {
-	for _, op := range resp.Patches {
+	for _, op := range patchOps(resp) {
 		if strings.HasPrefix(op.Path, "/spec") {
 			return true
 		}
@@ -159,14 +173,14 @@ func TestHandle(t *testing.T) {
 				t.Fatalf("pod denied: %+v", resp.Result)
 			}
 			if got := hasSpecPatch(resp); got != tt.wantSpec {
-				t.Errorf("spec patched = %v, want %v (%v)", got, tt.wantSpec, resp.Patches)
+				t.Errorf("spec patched = %v, want %v (%v)", got, tt.wantSpec, patchOps(resp))
 			}
 			ann := annotationOps(resp)
 			if ann[mutate.AnnotationStatus] != tt.wantStatus {
 				t.Errorf("status annotation = %q, want %q", ann[mutate.AnnotationStatus], tt.wantStatus)
 			}
-			if tt.wantStatus == "" && len(resp.Patches) != 0 {
-				t.Errorf("untouched pod got patches %v", resp.Patches)
+			if tt.wantStatus == "" && len(patchOps(resp)) != 0 {
+				t.Errorf("untouched pod got patches %v", patchOps(resp))
 			}
 			warnings := strings.Join(resp.Warnings, "|")
 			if tt.wantWarn != "" && !strings.Contains(warnings, tt.wantWarn) {

@@ -150,6 +150,18 @@ func (c *Cached) Wait() {
 // Len is the number of verdicts cached.
 func (c *Cached) Len() int { return c.verdicts.len() }
 
+// DetectCached implements libc.MemoryDetector: the answer Detect would give from memory
+// alone, or ok=false when Detect would have to wait for the registry or the API server.
+func (c *Cached) DetectCached(t libc.Target) (v libc.Verdict, err error, ok bool) {
+	ref, err := c.o.ParseReference(t.Image)
+	if err != nil {
+		return libc.Verdict{}, nil, false // Detect reports it, with its metric
+	}
+	scope := scopeKey(t)
+	cmd := commandKey(t.Command, t.Args)
+	return c.fast(ref, scope, scope+"\x00"+ref.Name()+"\x00"+cmd, cmd)
+}
+
 // Detect implements libc.Detector. It answers from the caches without I/O when it can;
 // otherwise it starts (or joins) a background inspection and waits for it until ctx ends.
 func (c *Cached) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error) {

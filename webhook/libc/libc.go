@@ -87,6 +87,15 @@ type Detector interface {
 	Detect(ctx context.Context, t Target) (Verdict, error)
 }
 
+// MemoryDetector is a Detector that can also answer from memory alone, without blocking.
+// Admission asks it first, so cached verdicts cost no goroutine or timer.
+type MemoryDetector interface {
+	Detector
+	// DetectCached returns what Detect would return, when that needs no I/O; ok is false
+	// otherwise.
+	DetectCached(t Target) (v Verdict, err error, ok bool)
+}
+
 // UnknownDetector decides nothing. It is the last tier and the default when no registry
 // inspection is configured.
 type UnknownDetector struct{}
