@@ -35,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/go-logr/zapr"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -210,32 +211,7 @@ func startBenchServer(tb testing.TB) *benchEnv {
 	ca := writeSelfSignedCert(tb, certDir)
 	port := freePort(tb)
 
-	p := policy.Default()
-	p.Mode = policy.Enforce
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		tb.Fatal(err)
-	}
-	mutator := &webhook.PodMutator{
-		Policy: policy.Static{P: p},
-		Namespaces: &cachedNamespaces{ns: map[string]*metav1.PartialObjectMetadata{
-			benchNamespace: {ObjectMeta: metav1.ObjectMeta{Name: benchNamespace, Labels: map[string]string{
-				"kubernetes.io/metadata.name": benchNamespace, mutate.LabelMode: "enforce", "team": "checkout",
-			}}},
-		}},
-		// The production detector, warmed by the first requests and with TTLs longer than
-		// the run, so every admission is a cache hit ("decisions cached").
-		Detector: detect.New(detect.Options{
-			Inspector: instantInspector{
-				"registry.example.com/shop/checkout": {Libc: libc.GLibc, Version: "2.36",
-					Evidence: "usr/local/bin/checkout: PT_INTERP /lib64/ld-linux-x86-64.so.2"},
-				"registry.example.com/infra/log-shipper": {Libc: libc.Musl,
-					Evidence: "usr/bin/shipper: PT_INTERP /lib/ld-musl-x86_64.so.1"},
-			},
-			TagTTL: time.Hour, KeychainTTL: time.Hour, Log: log.WithName("detector"),
-		}),
-		Log: log.WithName("admission"),
-	}
+	mutator := newBenchMutator(tb, log)
 
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
 	srv.Register(webhook.Path, &admission.Webhook{Handler: mutator})
@@ -548,5 +524,55 @@ func benchPod() *corev1.Pod {
 			EnableServiceLinks: ptr.To(true),
 			PreemptionPolicy:   ptr.To(corev1.PreemptLowerPriority),
 		},
+	}
+}
+
+// newBenchMutator is the production handler in enforce mode with a warmed production
+// detector over an instant registry, so every verdict is a cache hit.
+func newBenchMutator(tb testing.TB, log logr.Logger) *webhook.PodMutator {
+	tb.Helper()
+	p := policy.Default()
+	p.Mode = policy.Enforce
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		tb.Fatal(err)
+	}
+	return &webhook.PodMutator{
+		Policy: policy.Static{P: p},
+		Namespaces: &cachedNamespaces{ns: map[string]*metav1.PartialObjectMetadata{
+			benchNamespace: {ObjectMeta: metav1.ObjectMeta{Name: benchNamespace, Labels: map[string]string{
+				"kubernetes.io/metadata.name": benchNamespace, mutate.LabelMode: "enforce", "team": "checkout",
+			}}},
+		}},
+		// The production detector, warmed by the first requests and with TTLs longer than
+		// the run, so every admission is a cache hit ("decisions cached").
+		Detector: detect.New(detect.Options{
+			Inspector: instantInspector{
+				"registry.example.com/shop/checkout": {Libc: libc.GLibc, Version: "2.36",
+					Evidence: "usr/local/bin/checkout: PT_INTERP /lib64/ld-linux-x86-64.so.2"},
+				"registry.example.com/infra/log-shipper": {Libc: libc.Musl,
+					Evidence: "usr/bin/shipper: PT_INTERP /lib/ld-musl-x86_64.so.1"},
+			},
+			TagTTL: time.Hour, KeychainTTL: time.Hour, Log: log.WithName("detector"),
+		}),
+		Log: log.WithName("admission"),
+	}
+
+}
+
+// BenchmarkHandle is the handler alone (no HTTP, no TLS): CPU and allocations per admission.
+func BenchmarkHandle(b *testing.B) {
+	m := newBenchMutator(b, logr.Discard())
+	var ar admissionv1.AdmissionReview
+	if err := json.Unmarshal(reviewBody(b), &ar); err != nil {
+		b.Fatal(err)
+	}
+	req := admission.Request{AdmissionRequest: *ar.Request}
+	m.Handle(context.Background(), req) // warm the caches
+	b.ReportAllocs()
+	for b.Loop() {
+		if resp := m.Handle(context.Background(), req); len(resp.Patch) == 0 {
+			b.Fatal("no patch")
+		}
 	}
 }
