@@ -155,7 +155,7 @@ func (c *Cached) Len() int { return c.verdicts.len() }
 func (c *Cached) DetectCached(t libc.Target) (v libc.Verdict, err error, ok bool) {
 	ref, err := c.o.ParseReference(t.Image)
 	if err != nil {
-		return libc.Verdict{}, nil, false // Detect reports it, with its metric
+		return libc.Verdict{}, err, false // not ok: Detect reports it, with its metric
 	}
 	scope := scopeKey(t)
 	cmd := commandKey(t.Command, t.Args)

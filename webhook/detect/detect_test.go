@@ -240,7 +240,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	for i := range 6 {
-		go c.Detect(ctx, target(fmt.Sprintf("example.com/app%d:1", i)))
+		go func() { _, _ = c.Detect(ctx, target(fmt.Sprintf("example.com/app%d:1", i))) }()
 	}
 	for f.inspects.Load() < 2 {
 		time.Sleep(time.Millisecond)

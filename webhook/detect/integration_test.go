@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	"github.com/google/go-containerregistry/pkg/authn"
 	ggcrlogs "github.com/google/go-containerregistry/pkg/logs"
@@ -168,7 +167,7 @@ func TestPullSecrets(t *testing.T) {
 
 	c, err := detect.FromPolicy(inspection(host), detect.Options{
 		Keychain: (&registry.PodKeychains{Client: client}).Keychain,
-		Log:      logr.Logger(log),
+		Log:      log,
 	})
 	if err != nil {
 		t.Fatal(err)

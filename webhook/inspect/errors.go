@@ -82,10 +82,10 @@ func KindOf(err error) Kind {
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
-		switch {
-		case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden:
+		switch te.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
 			return KindAuth
-		case te.StatusCode == http.StatusNotFound:
+		case http.StatusNotFound:
 			return KindNotFound
 		}
 		for _, d := range te.Errors {

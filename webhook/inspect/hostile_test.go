@@ -30,15 +30,15 @@ import (
 // fakeRegistry serves one repository with handcrafted manifests and blobs, so that each can
 // misbehave in its own way.
 type fakeRegistry struct {
-	manifest  http.HandlerFunc
-	blobs     map[string]http.HandlerFunc
-	everyting http.HandlerFunc // if set, answers every request
+	manifest   http.HandlerFunc
+	blobs      map[string]http.HandlerFunc
+	everything http.HandlerFunc // if set, answers every request
 }
 
 func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
-	case f.everyting != nil:
-		f.everyting(w, r)
+	case f.everything != nil:
+		f.everything(w, r)
 	case r.URL.Path == "/v2/":
 		w.WriteHeader(http.StatusOK)
 	case strings.Contains(r.URL.Path, "/manifests/"):
@@ -211,7 +211,7 @@ func TestHostileRegistries(t *testing.T) {
 		{name: "hanging", kind: inspect.KindTimeout, setup: hangingHost},
 		{name: "not found", kind: inspect.KindNotFound, setup: func(t *testing.T) string { return imagetest.Registry(t) }},
 		{name: "5xx everywhere", kind: inspect.KindBadResponse, setup: func(t *testing.T) string {
-			return serve(t, &fakeRegistry{everyting: func(w http.ResponseWriter, r *http.Request) {
+			return serve(t, &fakeRegistry{everything: func(w http.ResponseWriter, r *http.Request) {
 				http.Error(w, "overloaded", http.StatusServiceUnavailable)
 			}})
 		}},

@@ -143,7 +143,7 @@ func (i *Inspector) platformImage(ctx context.Context, ref name.Reference, m *me
 func pickPlatform(ms []v1.Descriptor, want v1.Platform) (v1.Descriptor, bool) {
 	var fallback *v1.Descriptor
 	for k, d := range ms {
-		if d.Platform == nil || !(d.MediaType.IsImage() || d.MediaType.IsIndex() || d.MediaType == "") {
+		if d.Platform == nil || (!d.MediaType.IsImage() && !d.MediaType.IsIndex() && d.MediaType != "") {
 			continue
 		}
 		p := d.Platform

@@ -48,7 +48,7 @@ func AuthRegistry(t testing.TB, user, pass string) string {
 // Serve starts a registry whose handler wrap may decorate (nil: none).
 func Serve(t testing.TB, wrap func(http.Handler) http.Handler) *Server {
 	t.Helper()
-	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	if wrap != nil {
 		h = wrap(h)
 	}
