@@ -124,15 +124,19 @@ func decodeContainers(v []byte, what string) ([]corev1.Container, error) {
 	err := eachElement(v, what, func(e []byte) error {
 		var c corev1.Container
 		err := eachField(e, func(k, fv []byte) (err error) {
+			// Field paths for errors are built only on error: this runs for every container.
 			switch string(k) {
 			case "name":
-				c.Name, err = str(fv, what+".name")
+				c.Name, err = str(fv, "name")
 			case "image":
-				c.Image, err = str(fv, what+".image")
+				c.Image, err = str(fv, "image")
 			case "command":
-				c.Command, err = strs(fv, what+".command")
+				c.Command, err = strs(fv, "command")
 			case "args":
-				c.Args, err = strs(fv, what+".args")
+				c.Args, err = strs(fv, "args")
+			}
+			if err != nil {
+				err = fmt.Errorf("%s.%w", what, err)
 			}
 			return err
 		})

@@ -8,7 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -258,15 +258,12 @@ func failOpen(pod *corev1.Pod, reason, message string) admission.Response {
 }
 
 func distinctLibcs(cs []mutate.Container) []libc.Libc {
-	seen := map[libc.Libc]bool{}
-	var out []libc.Libc
-	for _, c := range cs {
-		if !seen[c.Verdict.Libc] {
-			seen[c.Verdict.Libc] = true
-			out = append(out, c.Verdict.Libc)
+	out := make([]libc.Libc, 0, len(libc.All))
+	for _, l := range libc.All { // a fixed order, no map: this runs on every admission
+		if slices.ContainsFunc(cs, func(c mutate.Container) bool { return c.Verdict.Libc == l }) {
+			out = append(out, l)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	if len(out) == 0 {
 		out = append(out, "none")
 	}

@@ -86,9 +86,10 @@ type Cached struct {
 	tags        *lru[string, expiring[v1.Hash]]
 	keychains   *lru[string, expiring[authn.Keychain]]
 	failures    *lru[string, failure]
-	flights     group // per pod scope, image and command: what admission waits for
-	inspections group // per principal, digest and command: the registry work
-	keychainsIn group // per scope: Kubernetes API reads
+	refs        *lru[string, name.Reference] // parsed image references: admission parses the same few
+	flights     group                        // per pod scope, image and command: what admission waits for
+	inspections group                        // per principal, digest and command: the registry work
+	keychainsIn group                        // per scope: Kubernetes API reads
 	sem         chan struct{}
 }
 
@@ -132,6 +133,7 @@ func New(o Options) *Cached {
 		tags:      newLRU[string, expiring[v1.Hash]](o.Entries, nil),
 		keychains: newLRU[string, expiring[authn.Keychain]](1024, nil),
 		failures:  newLRU[string, failure](o.Entries, nil),
+		refs:      newLRU[string, name.Reference](o.Entries, nil),
 		sem:       make(chan struct{}, o.Concurrency),
 	}
 	if c.o.Access == nil {
@@ -150,10 +152,24 @@ func (c *Cached) Wait() {
 // Len is the number of verdicts cached.
 func (c *Cached) Len() int { return c.verdicts.len() }
 
+// parse applies ParseReference once per image string: the registry policy it checks is fixed
+// for this detector's life (a policy change builds a new one), and refused images are not
+// remembered, so their error and metric are reported every time.
+func (c *Cached) parse(image string) (name.Reference, error) {
+	if ref, ok := c.refs.get(image); ok {
+		return ref, nil
+	}
+	ref, err := c.o.ParseReference(image)
+	if err == nil {
+		c.refs.add(image, ref)
+	}
+	return ref, err
+}
+
 // DetectCached implements libc.MemoryDetector: the answer Detect would give from memory
 // alone, or ok=false when Detect would have to wait for the registry or the API server.
 func (c *Cached) DetectCached(t libc.Target) (v libc.Verdict, err error, ok bool) {
-	ref, err := c.o.ParseReference(t.Image)
+	ref, err := c.parse(t.Image)
 	if err != nil {
 		return libc.Verdict{}, err, false // not ok: Detect reports it, with its metric
 	}
@@ -165,7 +181,7 @@ func (c *Cached) DetectCached(t libc.Target) (v libc.Verdict, err error, ok bool
 // Detect implements libc.Detector. It answers from the caches without I/O when it can;
 // otherwise it starts (or joins) a background inspection and waits for it until ctx ends.
 func (c *Cached) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error) {
-	ref, err := c.o.ParseReference(t.Image)
+	ref, err := c.parse(t.Image)
 	if err != nil {
 		metrics.RegistryErrors.WithLabelValues(errorKind(err)).Inc()
 		return unknown("", fmt.Sprintf("image %s not inspected: %v", t.Image, err)), err
