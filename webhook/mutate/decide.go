@@ -48,22 +48,19 @@ type Plan struct {
 	Annotations map[string]string
 }
 
-// ClusterDNS reports whether kubelet will point the pod at the cluster DNS service, which is
-// where the conntrack race happens, and says why not otherwise.
+// ClusterDNS reports whether the pod's resolv.conf names a DNS service dns-tuner should tune
+// (the cluster's, or the pod's own with dnsPolicy None) and says why not otherwise.
 func ClusterDNS(spec *corev1.PodSpec) (bool, string) {
-	switch spec.DNSPolicy {
-	case corev1.DNSClusterFirstWithHostNet:
+	source, err := resolvconf.SourceOf(spec)
+	switch {
+	case err != nil:
+		return false, err.Error()
+	case source != resolvconf.FromNode:
 		return true, ""
-	case corev1.DNSDefault:
+	case spec.DNSPolicy == corev1.DNSDefault:
 		return false, "dnsPolicy Default uses the node's resolv.conf, not the cluster DNS service"
-	case corev1.DNSNone:
-		return true, ""
-	default: // "" and ClusterFirst
-		if spec.HostNetwork {
-			return false, "hostNetwork pod with dnsPolicy ClusterFirst: kubelet falls back to the node's resolv.conf (use ClusterFirstWithHostNet for cluster DNS)"
-		}
-		return true, ""
 	}
+	return false, "hostNetwork pod with dnsPolicy ClusterFirst: kubelet falls back to the node's resolv.conf (use ClusterFirstWithHostNet for cluster DNS)"
 }
 
 // family groups options that ask for the same behaviour, so a pod that sets one is not given

@@ -96,6 +96,34 @@ func parseOption(s string) corev1.PodDNSConfigOption {
 	return corev1.PodDNSConfigOption{Name: name, Value: &value}
 }
 
+// Source is where kubelet takes a pod's resolver configuration from (getPodDNSType).
+type Source int
+
+const (
+	FromCluster Source = iota // ClusterFirst(WithHostNet): the cluster DNS service, ndots:5
+	FromNode                  // Default, or hostNetwork with ClusterFirst: the node's resolv.conf
+	FromPod                   // None: only the pod's dnsConfig
+)
+
+// SourceOf is kubelet's getPodDNSType: hostNetwork with ClusterFirst falls back to the node's
+// configuration, and an empty policy is what the API server defaults to ClusterFirst.
+func SourceOf(spec *corev1.PodSpec) (Source, error) {
+	switch spec.DNSPolicy {
+	case corev1.DNSNone:
+		return FromPod, nil
+	case corev1.DNSDefault:
+		return FromNode, nil
+	case corev1.DNSClusterFirstWithHostNet:
+		return FromCluster, nil
+	case corev1.DNSClusterFirst, "":
+		if spec.HostNetwork {
+			return FromNode, nil
+		}
+		return FromCluster, nil
+	}
+	return 0, fmt.Errorf("invalid dnsPolicy %q", spec.DNSPolicy)
+}
+
 // Render composes the resolv.conf kubelet gives the pod (GetPodDNS).
 //
 // One deliberate difference: kubelet merges options through a Go map, so their order in the
@@ -131,15 +159,16 @@ func Render(pod *corev1.Pod, cluster ClusterDNS) (Config, error) {
 		}
 	}
 
-	switch policy := pod.Spec.DNSPolicy; {
-	case policy == corev1.DNSNone:
+	source, err := SourceOf(&pod.Spec)
+	if err != nil {
+		return Config{}, err
+	}
+	switch source {
+	case FromPod:
 		// None starts from nothing: only the pod's dnsConfig.
-	case policy == corev1.DNSDefault,
-		(policy == corev1.DNSClusterFirst || policy == "") && pod.Spec.HostNetwork:
-		// hostNetwork with ClusterFirst falls back to Default in kubelet (getPodDNSType). An
-		// empty policy is what the API server defaults to ClusterFirst.
+	case FromNode:
 		host()
-	case policy == corev1.DNSClusterFirst || policy == "" || policy == corev1.DNSClusterFirstWithHostNet:
+	case FromCluster:
 		if len(cluster.Nameservers) == 0 {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("kubelet does not have ClusterDNS IP configured and cannot create Pod using %q policy. Falling back to %q policy.", corev1.DNSClusterFirst, corev1.DNSDefault))
 			host()
@@ -155,8 +184,6 @@ func Render(pod *corev1.Pod, cluster ClusterDNS) (Config, error) {
 		}
 		v := DefaultNdots
 		out.Options = []corev1.PodDNSConfigOption{{Name: "ndots", Value: &v}}
-	default:
-		return Config{}, fmt.Errorf("invalid dnsPolicy %q", policy)
 	}
 
 	if dc := pod.Spec.DNSConfig; dc != nil {
