@@ -13,11 +13,12 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -37,6 +38,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/dns-tuner/dns-tuner/hack/envtestenv"
 	"github.com/dns-tuner/dns-tuner/webhook/inspect/imagetest"
 	"github.com/dns-tuner/dns-tuner/webhook/inspectcmd"
 	"github.com/dns-tuner/dns-tuner/webhook/mutate"
@@ -83,14 +85,14 @@ func run(ctx context.Context, o opts, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	assets, err := exec.Command("bash", "hack/build-envtest.sh").Output()
+	assets, err := envtestenv.AssetsDir(".", true)
 	if err != nil {
-		return fmt.Errorf("building the control plane (hack/build-envtest.sh): %w", err)
+		return fmt.Errorf("building the control plane: %w", err)
 	}
 
 	fmt.Fprintln(out, "• starting a local control plane (kube-apiserver + etcd)")
 	env := &envtest.Environment{
-		BinaryAssetsDirectory: strings.TrimSpace(string(assets)),
+		BinaryAssetsDirectory: assets,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{"config/webhook"}},
 	}
 	cfg, err := env.Start()
@@ -142,7 +144,7 @@ inspection:
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- server.Run(srvCtx, so, cfg, logger) }()
-	if err := waitReady(ctx, wo.LocalServingHost, wo.LocalServingPort, done); err != nil {
+	if err := envtestenv.WaitForTLS(ctx, net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort)), 60*time.Second, done); err != nil {
 		return err
 	}
 

@@ -2,14 +2,8 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"strconv"
 	"testing"
-	"time"
-
-	"context"
-	"crypto/tls"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -65,26 +59,4 @@ func (t *tb) do(f func() v1.Image) (img v1.Image, err error) {
 		}
 	}()
 	return f(), nil
-}
-
-// waitReady waits until the webhook server answers TLS, or the server fails.
-func waitReady(ctx context.Context, host string, port int, done <-chan error) error {
-	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // readiness probe only
-		if err == nil {
-			return conn.Close()
-		}
-		select {
-		case err := <-done:
-			return fmt.Errorf("dns-tuner stopped: %v", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("webhook server not ready after 60s: %w", err)
-		}
-	}
 }

@@ -11,9 +11,7 @@ package deploy
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/dns-tuner/dns-tuner/hack/envtestenv"
 )
 
 const root = "../.."
@@ -42,21 +42,16 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	if dir == "" {
-		out, err := exec.Command("bash", filepath.Join(root, "hack/build-envtest.sh"), "--print-dir").Output()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "deploy: locating envtest binaries:", err)
-			return 1
-		}
-		dir = strings.TrimSpace(string(out))
+	dir, err := envtestenv.AssetsDir(root, false)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "deploy: locating envtest binaries:", err)
+		return 1
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: dir,
 		// cert-manager's and prometheus-operator's own CRDs, so their objects meet real schemas.
 		CRDInstallOptions: envtest.CRDInstallOptions{Paths: []string{filepath.Join(root, "bin/crds")}, ErrorIfPathMissing: true},
 	}
-	var err error
 	if cfg, err = env.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "deploy: starting envtest (hack/build-envtest.sh builds it):", err)
 		return 1

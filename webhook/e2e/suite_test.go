@@ -5,14 +5,12 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	stdlog "log"
 	"net"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,6 +27,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/dns-tuner/dns-tuner/hack/envtestenv"
 	"github.com/dns-tuner/dns-tuner/webhook/server"
 )
 
@@ -64,28 +63,12 @@ func (w *warningRecorder) take() []string {
 	return out
 }
 
-// AssetsDir finds the control-plane binaries built by hack/build-envtest.sh.
-func assetsDir() (string, error) {
-	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
-		return d, nil
-	}
-	out, err := exec.Command("bash", "../../hack/build-envtest.sh", "--print-dir").Output()
-	if err != nil {
-		return "", fmt.Errorf("locating envtest binaries: %w", err)
-	}
-	d := string(out[:len(out)-1])
-	if _, err := os.Stat(filepath.Join(d, "kube-apiserver")); err != nil {
-		return "", fmt.Errorf("no kube-apiserver in %s: run hack/build-envtest.sh (make test does)", d)
-	}
-	return d, nil
-}
-
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
-	dir, err := assetsDir()
+	dir, err := envtestenv.AssetsDir(filepath.Join("..", ".."), false)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -133,7 +116,7 @@ func run(m *testing.M) int {
 	stopServer = cancel
 	serverDone = make(chan error, 1)
 	go func() { serverDone <- server.Run(ctx, o, cfg, log) }()
-	if err := waitForTLS(net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort)), 30*time.Second); err != nil {
+	if err := envtestenv.WaitForTLS(ctx, net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort)), 30*time.Second, serverDone); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: webhook server did not start:", err)
 		cancel()
 		return 1
@@ -141,18 +124,4 @@ func run(m *testing.M) int {
 	code := m.Run()
 	cancel()
 	return code
-}
-
-func waitForTLS(addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // readiness probe only
-		if err == nil {
-			return conn.Close()
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
