@@ -34,51 +34,46 @@ func (t *meteredTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil || resp.Body == nil {
 		return resp, err
 	}
-	resp.Body = &meteredBody{ReadCloser: resp.Body, m: t.m}
+	resp.Body = &meteredBody{capped: capped{r: resp.Body, count: &t.m.wire, over: t.m.overBytes}, Closer: resp.Body}
 	return resp, nil
 }
 
-type meteredBody struct {
-	io.ReadCloser
-	m *meter
+// capped counts what r yields into count and, once over reports an error, fails every read
+// with it. One type serves the wire, the compressed layer stream and the decompressed one.
+type capped struct {
+	r     io.Reader
+	count *atomic.Int64
+	over  func() error
 }
 
-func (b *meteredBody) Read(p []byte) (int, error) {
-	if b.m.bytes() > b.m.max {
-		return 0, b.m.tooLarge()
-	}
-	n, err := b.ReadCloser.Read(p)
-	b.m.wire.Add(int64(n))
-	return n, err
-}
-
-// compressedReader counts consumed compressed layer bytes and enforces the cap without the
-// metered transport.
-type compressedReader struct {
-	r io.Reader
-	m *meter
-}
-
-func (c *compressedReader) Read(p []byte) (int, error) {
-	if c.m.bytes() > c.m.max {
-		return 0, c.m.tooLarge()
+func (c *capped) Read(p []byte) (int, error) {
+	if err := c.over(); err != nil {
+		return 0, err
 	}
 	n, err := c.r.Read(p)
-	c.m.read.Add(int64(n))
+	c.count.Add(int64(n))
 	return n, err
 }
 
-// uncompressedReader caps decompressed bytes so a gzip bomb ends after maxUnc bytes of work.
-type uncompressedReader struct {
-	r io.Reader
-	m *meter
-}
-
-func (u *uncompressedReader) Read(p []byte) (int, error) {
-	if u.m.unc.Load() > u.m.maxUnc {
-		return 0, &Error{Kind: KindTooLarge, Err: fmt.Errorf("decompressed more than %d bytes", u.m.maxUnc)}
+// overBytes is the image's cap on registry bytes, wire or consumed.
+func (m *meter) overBytes() error {
+	if m.bytes() > m.max {
+		return m.tooLarge()
 	}
-	n, err := u.r.Read(p)
-	u.m.unc.Add(int64(n))
-	return n, err
+	return nil
+}
+
+// overUncompressed is the cap on decompressed layer bytes, so a gzip bomb ends after maxUnc
+// bytes of work.
+func (m *meter) overUncompressed() error {
+	if m.unc.Load() > m.maxUnc {
+		return &Error{Kind: KindTooLarge, Err: fmt.Errorf("decompressed more than %d bytes", m.maxUnc)}
+	}
+	return nil
+}
+
+// meteredBody is a response body counted on the wire.
+type meteredBody struct {
+	capped
+	io.Closer
 }

@@ -235,7 +235,7 @@ func (s *scanner) scanLayer(l int, compressed io.Reader) error {
 	if s.done() {
 		return errDecided
 	}
-	br := bufio.NewReaderSize(&compressedReader{r: compressed, m: s.m}, 32<<10)
+	br := bufio.NewReaderSize(&capped{r: compressed, count: &s.m.read, over: s.m.overBytes}, 32<<10)
 	var dec io.Reader
 	magic, _ := br.Peek(4)
 	switch {
@@ -257,7 +257,7 @@ func (s *scanner) scanLayer(l int, compressed io.Reader) error {
 	default:
 		dec = br // uncompressed tar
 	}
-	ur := &uncompressedReader{r: dec, m: s.m}
+	ur := &capped{r: dec, count: &s.m.unc, over: s.m.overUncompressed}
 	tr := tar.NewReader(ur)
 	for {
 		h, err := tr.Next()
