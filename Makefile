@@ -27,7 +27,7 @@ test: deps envtest tools vet fmt build ## Everything: unit, envtest, real resolv
 	hack/render-check.sh
 
 unit: ## Fast tests only (no control plane)
-	go test -short ./webhook/mutate/... ./webhook/policy/... ./webhook/resolvconf/...
+	go test -short ./internal/mutate/... ./internal/policy/... ./internal/resolvconf/...
 
 vet:
 	go vet ./...
@@ -51,7 +51,7 @@ lab: deps ## DNS race lab on the real glibc, musl and Go resolvers (root)
 
 bench: envtest ## Benchmarks quoted in the README
 	go test -run '^$$' -bench BenchmarkAdmission -benchtime 5000x ./webhook/
-	go test -run '^$$' -bench . -benchmem ./webhook/mutate/ ./webhook/inspect/ ./webhook/detect/
+	go test -run '^$$' -bench . -benchmem ./internal/mutate/ ./internal/inspect/ ./internal/verdicts/
 
 clean:
 	rm -rf bin/dns-tuner

@@ -59,12 +59,12 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/metrics"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/verdicts"
 	"github.com/dns-tuner/dns-tuner/webhook"
-	"github.com/dns-tuner/dns-tuner/webhook/detect"
-	"github.com/dns-tuner/dns-tuner/webhook/libc"
-	"github.com/dns-tuner/dns-tuner/webhook/metrics"
-	"github.com/dns-tuner/dns-tuner/webhook/mutate"
-	"github.com/dns-tuner/dns-tuner/webhook/policy"
 )
 
 const (
@@ -546,7 +546,7 @@ func newBenchMutator(tb testing.TB, log logr.Logger) *webhook.PodMutator {
 		}},
 		// The production detector, warmed by the first requests and with TTLs longer than
 		// the run, so every admission is a cache hit ("decisions cached").
-		Detector: detect.New(detect.Options{
+		Detector: verdicts.New(verdicts.Options{
 			Inspector: instantInspector{
 				"registry.example.com/shop/checkout": {Libc: libc.GLibc, Version: "2.36",
 					Evidence: "usr/local/bin/checkout: PT_INTERP /lib64/ld-linux-x86-64.so.2"},

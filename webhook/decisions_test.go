@@ -7,9 +7,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/dns-tuner/dns-tuner/webhook/libc"
-	"github.com/dns-tuner/dns-tuner/webhook/mutate"
-	"github.com/dns-tuner/dns-tuner/webhook/policy"
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
 )
 
 func basePod() *corev1.Pod {

@@ -19,9 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/dns-tuner/dns-tuner/webhook/libc"
-	"github.com/dns-tuner/dns-tuner/webhook/mutate"
-	"github.com/dns-tuner/dns-tuner/webhook/policy"
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
 )
 
 // detectorFunc adapts a function to libc.Detector.

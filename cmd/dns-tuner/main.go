@@ -14,12 +14,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/dns-tuner/dns-tuner/webhook/detect"
-	"github.com/dns-tuner/dns-tuner/webhook/explain"
-	"github.com/dns-tuner/dns-tuner/webhook/inspectcmd"
-	"github.com/dns-tuner/dns-tuner/webhook/libc"
-	"github.com/dns-tuner/dns-tuner/webhook/policy"
-	"github.com/dns-tuner/dns-tuner/webhook/server"
+	"github.com/dns-tuner/dns-tuner/internal/explain"
+	"github.com/dns-tuner/dns-tuner/internal/inspectcmd"
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/server"
+	"github.com/dns-tuner/dns-tuner/internal/verdicts"
 )
 
 const usage = `dns-tuner: libc-aware DNS resolver options for Kubernetes pods.
@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // localDetector inspects registries as admission does, with the local docker config's
 // credentials instead of a pod's pull secrets.
 func localDetector(ctx context.Context, in policy.Inspection) (libc.Detector, error) {
-	return detect.FromPolicy(in, detect.Options{
+	return verdicts.FromPolicy(in, verdicts.Options{
 		BaseContext: ctx,
 		Keychain: func(context.Context, string, string, []string) (authn.Keychain, error) {
 			return authn.DefaultKeychain, nil

@@ -39,10 +39,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/dns-tuner/dns-tuner/hack/envtestenv"
-	"github.com/dns-tuner/dns-tuner/webhook/inspect/imagetest"
-	"github.com/dns-tuner/dns-tuner/webhook/inspectcmd"
-	"github.com/dns-tuner/dns-tuner/webhook/mutate"
-	"github.com/dns-tuner/dns-tuner/webhook/server"
+	"github.com/dns-tuner/dns-tuner/internal/inspect/imagetest"
+	"github.com/dns-tuner/dns-tuner/internal/inspectcmd"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
+	"github.com/dns-tuner/dns-tuner/internal/server"
 )
 
 func main() {

@@ -8,7 +8,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// tb lets the demo reuse the test image builder (webhook/inspect/imagetest), whose API takes
+// tb lets the demo reuse the test image builder (internal/inspect/imagetest), whose API takes
 // a testing.TB: Fatal becomes an error returned by do. Methods imagetest does not call are
 // left to the nil embedded TB and would panic, which do also reports.
 type tb struct {

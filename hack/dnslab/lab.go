@@ -16,10 +16,10 @@ import (
 
 	"github.com/dns-tuner/dns-tuner/hack/dnslab/probes"
 	"github.com/dns-tuner/dns-tuner/hack/dnslab/raceserver"
-	"github.com/dns-tuner/dns-tuner/webhook/libc"
-	"github.com/dns-tuner/dns-tuner/webhook/mutate"
-	"github.com/dns-tuner/dns-tuner/webhook/policy"
-	"github.com/dns-tuner/dns-tuner/webhook/resolvconf"
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
 )
 
 // Lookup is a name looked up as an application in namespace "default" would.

@@ -11,9 +11,9 @@ import (
 
 	"github.com/dns-tuner/dns-tuner/hack/dnslab/probes"
 	"github.com/dns-tuner/dns-tuner/hack/dnslab/raceserver"
-	"github.com/dns-tuner/dns-tuner/webhook/libc"
-	"github.com/dns-tuner/dns-tuner/webhook/policy"
-	"github.com/dns-tuner/dns-tuner/webhook/resolvconf"
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
 )
 
 // These tests run the real resolvers against the race model. They need root, util-linux,

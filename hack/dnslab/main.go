@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/dns-tuner/dns-tuner/hack/dnslab/raceserver"
-	"github.com/dns-tuner/dns-tuner/webhook/libc"
-	"github.com/dns-tuner/dns-tuner/webhook/policy"
-	"github.com/dns-tuner/dns-tuner/webhook/resolvconf"
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
 )
 
 // singleOptions are the options measured on their own on top of the Kubernetes default.

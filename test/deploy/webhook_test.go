@@ -32,9 +32,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
+	"github.com/dns-tuner/dns-tuner/internal/server"
 	"github.com/dns-tuner/dns-tuner/webhook"
-	"github.com/dns-tuner/dns-tuner/webhook/mutate"
-	"github.com/dns-tuner/dns-tuner/webhook/server"
 )
 
 // With the chart's objects (self-managed certificates) installed and `dns-tuner serve` running

@@ -12,7 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/dns-tuner/dns-tuner/webhook/mutate"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
 )
 
 func ensureNamespace(t *testing.T, name string, labels map[string]string) {

@@ -11,8 +11,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/dns-tuner/dns-tuner/webhook/explain"
-	"github.com/dns-tuner/dns-tuner/webhook/mutate"
+	"github.com/dns-tuner/dns-tuner/internal/explain"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
 )
 
 // TestExplainLivePod runs `dns-tuner explain --namespace --name` against a pod the API server

@@ -9,8 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/dns-tuner/dns-tuner/webhook/inspect/imagetest"
-	"github.com/dns-tuner/dns-tuner/webhook/mutate"
+	"github.com/dns-tuner/dns-tuner/internal/inspect/imagetest"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
 )
 
 // TestRegistryImages: pods whose images live in a real registry get the profile of the libc

@@ -28,7 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/dns-tuner/dns-tuner/hack/envtestenv"
-	"github.com/dns-tuner/dns-tuner/webhook/server"
+	"github.com/dns-tuner/dns-tuner/internal/server"
 )
 
 var (

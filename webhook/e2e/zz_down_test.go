@@ -7,7 +7,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/dns-tuner/dns-tuner/webhook/mutate"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
 )
 
 // TestZZWebhookDown must stay the last test in this package (go test runs files in name order,

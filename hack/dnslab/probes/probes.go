@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dns-tuner/dns-tuner/webhook/libc"
+	"github.com/dns-tuner/dns-tuner/internal/libc"
 )
 
 //go:embed cprobe/probe.c

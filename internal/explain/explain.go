@@ -1,0 +1,175 @@
+// Package explain answers "what will dns-tuner do to this pod, and why?" for a pod, a
+// workload's pod template or a live pod: each container's libc with evidence, the
+// resolv.conf kubelet will render before and after, which options each libc honours or
+// ignores, and what each mode would change. `dns-tuner explain` prints it.
+package explain
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
+	"github.com/dns-tuner/dns-tuner/internal/verdicts"
+)
+
+// Report is the explanation of one pod.
+type Report struct {
+	Source     string      `json:"source"` // where the pod came from: "file.yaml: Deployment shop/web"
+	Namespace  string      `json:"namespace"`
+	Pod        string      `json:"pod"`
+	Containers []Container `json:"containers"`
+	// ClusterDNS is false when the pod does not use the cluster DNS service (SkipReason says why).
+	ClusterDNS bool   `json:"clusterDNS"`
+	SkipReason string `json:"skipReason,omitempty"`
+	// ResolvConf is the file kubelet renders for the pod as submitted; Enforced the file
+	// after dns-tuner's enforce mode.
+	ResolvConf string `json:"resolvConf"`
+	Enforced   string `json:"resolvConfEnforced"`
+	// Applies is the mode dns-tuner would use, when the namespace could be read.
+	Applies *Mode `json:"applies,omitempty"`
+	// Modes says what each mode does: enforce, audit, off.
+	Modes []ModeOutcome `json:"modes"`
+	Notes []string      `json:"notes,omitempty"`
+}
+
+// Container is one container's verdict and what its resolver reads.
+type Container struct {
+	Name     string       `json:"name"`
+	Init     bool         `json:"init,omitempty"`
+	Image    string       `json:"image"`
+	Verdict  libc.Verdict `json:"verdict"`
+	Honours  []string     `json:"honours,omitempty"` // options of the enforced resolv.conf it reads
+	Ignores  []IgnoredOpt `json:"ignores,omitempty"` // options of the enforced resolv.conf it does not read
+	Unknowns []string     `json:"unknownEffect,omitempty"`
+}
+
+// IgnoredOpt is an option a container's resolver will not read, and what to do instead.
+type IgnoredOpt struct {
+	Option string `json:"option"`
+	Advice string `json:"advice"`
+}
+
+// Mode is the mode that applies and why.
+type Mode struct {
+	Mode   policy.Mode `json:"mode"`
+	Reason string      `json:"reason"`
+}
+
+// ModeOutcome is what one mode does to the pod.
+type ModeOutcome struct {
+	Mode        policy.Mode       `json:"mode"`
+	Status      string            `json:"status"`
+	Adds        []string          `json:"adds,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Warnings    []string          `json:"warnings,omitempty"`
+}
+
+// Input is one pod to explain.
+type Input struct {
+	Source string
+	Pod    *corev1.Pod
+	// NamespaceLabels, when known (live cluster), decide which mode applies.
+	NamespaceLabels map[string]string
+	NamespaceKnown  bool
+}
+
+// Explain builds the report for one pod. det may take up to timeout per pod.
+func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout time.Duration, cluster resolvconf.ClusterDNS, in Input) (Report, error) {
+	pod := in.Pod
+	r := Report{Source: in.Source, Namespace: pod.Namespace, Pod: mutate.PodName(pod)}
+	containers, warnings := verdicts.DetectContainers(ctx, det, timeout, pod.Namespace, pod)
+	r.ClusterDNS, r.SkipReason = mutate.ClusterDNS(&pod.Spec)
+
+	before, err := resolvconf.Render(pod, cluster)
+	if err != nil {
+		return r, fmt.Errorf("rendering resolv.conf: %w", err)
+	}
+	r.ResolvConf = before.String()
+
+	if in.NamespaceKnown {
+		md := mutate.ResolveMode(p, pod.Namespace, in.NamespaceLabels, pod.Annotations)
+		r.Applies = &Mode{Mode: md.Mode, Reason: md.Reason}
+		warnings = append(warnings, md.Warnings...)
+	}
+	var enforced mutate.Plan
+	for _, m := range []policy.Mode{policy.Enforce, policy.Audit, policy.Off} {
+		plan := mutate.Decide(p, pod, mutate.ModeDecision{Mode: m, Reason: "explain, mode " + string(m)}, containers)
+		out := ModeOutcome{Mode: m, Status: plan.Status, Annotations: plan.Annotations, Warnings: append(append([]string{}, warnings...), plan.Warnings...)}
+		if m != policy.Off {
+			for _, o := range plan.Inject {
+				out.Adds = append(out.Adds, policy.OptionString(o))
+			}
+		} else {
+			out.Status = "untouched"
+		}
+		if m == policy.Enforce {
+			enforced = plan
+			r.Notes = plan.Notes
+		}
+		r.Modes = append(r.Modes, out)
+	}
+
+	after := pod.DeepCopy()
+	if len(enforced.Inject) > 0 {
+		if after.Spec.DNSConfig == nil {
+			after.Spec.DNSConfig = &corev1.PodDNSConfig{}
+		}
+		after.Spec.DNSConfig.Options = append(after.Spec.DNSConfig.Options, enforced.Inject...)
+	}
+	rendered, err := resolvconf.Render(after, cluster)
+	if err != nil {
+		return r, fmt.Errorf("rendering resolv.conf: %w", err)
+	}
+	r.Enforced = rendered.String()
+
+	for _, c := range containers {
+		spec := containerSpec(pod, c.Name)
+		cr := Container{Name: c.Name, Init: c.Init, Image: spec.Image, Verdict: c.Verdict}
+		for _, o := range rendered.Options {
+			honours, known := mutate.Honours(c.Verdict.Libc, o.Name, c.Verdict.Version)
+			switch {
+			case !known:
+				cr.Unknowns = append(cr.Unknowns, o.Name)
+			case honours:
+				cr.Honours = append(cr.Honours, o.Name)
+			}
+		}
+		for _, ig := range enforced.Ignored {
+			if ig.Container == c.Name {
+				cr.Ignores = append(cr.Ignores, IgnoredOpt{Option: ig.Option, Advice: ig.Advice})
+			}
+		}
+		r.Containers = append(r.Containers, cr)
+	}
+	return r, nil
+}
+
+func containerSpec(pod *corev1.Pod, name string) corev1.Container {
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == name {
+			return c
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == name {
+			return c
+		}
+	}
+	return corev1.Container{}
+}
+
+func podName(p *corev1.Pod) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	if p.GenerateName != "" {
+		return p.GenerateName + "*"
+	}
+	return "(unnamed)"
+}

@@ -1,0 +1,162 @@
+package explain
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
+)
+
+type byImage map[string]libc.Libc
+
+func (m byImage) Detect(_ context.Context, t libc.Target) (libc.Verdict, error) {
+	if l, ok := m[t.Image]; ok {
+		return libc.Verdict{Libc: l, Source: libc.SourceEntrypoint, Evidence: "test table"}, nil
+	}
+	return libc.Verdict{Libc: libc.Unknown, Reason: "not in test table"}, nil
+}
+
+const manifests = `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - {name: app, image: glibc-app}
+        - {name: proxy, image: musl-app}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: report}
+spec:
+  schedule: "@daily"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: job, image: go-app}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hostnet, namespace: shop}
+spec:
+  hostNetwork: true
+  containers: [{name: app, image: glibc-app}]
+`
+
+func TestReadPods(t *testing.T) {
+	ins, err := ReadPods(strings.NewReader(manifests), "test.yaml", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"test.yaml: Deployment shop/web", "test.yaml: CronJob default/report", "test.yaml: Pod shop/hostnet"}
+	if len(ins) != len(want) {
+		t.Fatalf("got %d pods, want %d", len(ins), len(want))
+	}
+	for i, w := range want {
+		if ins[i].Source != w {
+			t.Errorf("source %d = %q, want %q", i, ins[i].Source, w)
+		}
+	}
+	if ins[0].Pod.Labels["app"] != "web" || len(ins[0].Pod.Spec.Containers) != 2 {
+		t.Errorf("template not read: %+v", ins[0].Pod)
+	}
+
+	bad := []struct{ doc, err string }{
+		{"kind: Service\nmetadata: {name: x}\n", `kind "Service" has no pod template`},
+		{"kind: Deployment\nmetadata: {name: x}\nspec: {}\n", "no [spec template]"},
+		{"kind: Pod\nmetadata: {name: x}\nspec: {containers: []}\n", "no containers"},
+		{"kind: Pod\nspec: {containers: 3}\n", "pod template"},
+		{"", "no pod or pod template"},
+		{"{not yaml", "document 1"},
+	}
+	for _, b := range bad {
+		if _, err := ReadPods(strings.NewReader(b.doc), "bad.yaml", "default"); err == nil || !strings.Contains(err.Error(), b.err) {
+			t.Errorf("ReadPods(%q) error = %v, want %q", b.doc, err, b.err)
+		}
+	}
+}
+
+func TestExplain(t *testing.T) {
+	ins, err := ReadPods(strings.NewReader(manifests), "test.yaml", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	det := byImage{"glibc-app": libc.GLibc, "musl-app": libc.Musl, "go-app": libc.Go}
+	cluster := resolvconf.ClusterDNS{Nameservers: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"}
+	ins[0].NamespaceKnown, ins[0].NamespaceLabels = true, map[string]string{"dns-tuner.io/mode": "audit"}
+
+	var reports []Report
+	for _, in := range ins {
+		r, err := Explain(context.Background(), policy.Default(), det, time.Second, cluster, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reports = append(reports, r)
+	}
+
+	web := reports[0]
+	if web.Applies == nil || web.Applies.Mode != policy.Audit {
+		t.Errorf("applies = %+v, want audit from the namespace label", web.Applies)
+	}
+	if !strings.Contains(web.ResolvConf, "search shop.svc.cluster.local svc.cluster.local cluster.local") || !strings.Contains(web.ResolvConf, "options ndots:5\n") {
+		t.Errorf("resolv.conf as submitted:\n%s", web.ResolvConf)
+	}
+	if !strings.Contains(web.Enforced, "options ndots:5 single-request-reopen timeout:2 attempts:10\n") {
+		t.Errorf("enforced resolv.conf:\n%s", web.Enforced)
+	}
+	proxy := web.Containers[1]
+	if proxy.Verdict.Libc != libc.Musl || len(proxy.Ignores) != 1 || proxy.Ignores[0].Option != "single-request-reopen" {
+		t.Errorf("proxy = %+v", proxy)
+	}
+	if got := strings.Join(proxy.Honours, ","); got != "ndots,timeout,attempts" {
+		t.Errorf("proxy honours %s", got)
+	}
+	modes := map[policy.Mode]ModeOutcome{}
+	for _, m := range web.Modes {
+		modes[m.Mode] = m
+	}
+	if modes[policy.Enforce].Status != "injected" || modes[policy.Audit].Status != "audit" || modes[policy.Off].Status != "untouched" {
+		t.Errorf("modes = %+v", web.Modes)
+	}
+
+	report := reports[1]
+	if report.Containers[0].Verdict.Libc != libc.Go || report.Enforced != report.ResolvConf || report.Namespace != "default" {
+		t.Errorf("go cronjob: %+v", report)
+	}
+	host := reports[2]
+	if host.ClusterDNS || !strings.Contains(host.SkipReason, "hostNetwork") {
+		t.Errorf("hostNetwork pod: clusterDNS=%v reason=%q", host.ClusterDNS, host.SkipReason)
+	}
+
+	var text, js bytes.Buffer
+	if err := PrintText(&text, reports); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Pod shop/web-*", "proxy (musl): reads ndots, timeout, attempts", "ignores single-request-reopen: musl always sends A and AAAA",
+		"applies here: audit", "enforce: injected; adds single-request-reopen timeout:2 attempts:10",
+		"audit:  audit; would add (spec unchanged)", "Not on the cluster DNS path: hostNetwork",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text output lacks %q:\n%s", want, text.String())
+		}
+	}
+	if err := PrintJSON(&js, reports); err != nil {
+		t.Fatal(err)
+	}
+	var back []Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back) != 3 || back[0].Containers[1].Verdict.Libc != libc.Musl {
+		t.Errorf("JSON does not round-trip: %v", err)
+	}
+}

@@ -1,0 +1,144 @@
+package explain
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+)
+
+// PrintJSON writes the reports as one JSON array.
+func PrintJSON(w io.Writer, reports []Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(reports)
+}
+
+// PrintText writes the reports for a person.
+func PrintText(w io.Writer, reports []Report) error {
+	for i, r := range reports {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		printOne(w, r)
+	}
+	return nil
+}
+
+func printOne(w io.Writer, r Report) {
+	fmt.Fprintf(w, "%s\n", r.Source)
+	fmt.Fprintf(w, "Pod %s/%s\n\n", r.Namespace, r.Pod)
+
+	fmt.Fprintln(w, "Containers:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NAME\tLIBC\tDECIDED BY\tEVIDENCE")
+	for _, c := range r.Containers {
+		name := c.Name
+		if c.Init {
+			name += " (init)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", name, libcLabel(c.Verdict), c.Verdict.Source, evidence(c.Verdict))
+	}
+	_ = tw.Flush()
+
+	if !r.ClusterDNS {
+		fmt.Fprintf(w, "\nNot on the cluster DNS path: %s\n", r.SkipReason)
+	}
+	fmt.Fprintf(w, "\nresolv.conf as submitted (rendered as kubelet will):\n%s", indent(r.ResolvConf))
+	if r.Enforced != r.ResolvConf {
+		fmt.Fprintf(w, "\nresolv.conf with dns-tuner in enforce mode:\n%s", indent(r.Enforced))
+	}
+
+	fmt.Fprintln(w, "\nWhat each container's resolver reads (enforce mode):")
+	for _, c := range r.Containers {
+		switch {
+		case len(c.Unknowns) > 0 && len(c.Honours) == 0:
+			fmt.Fprintf(w, "  %s (%s): cannot tell which options it reads\n", c.Name, c.Verdict.Libc)
+		default:
+			fmt.Fprintf(w, "  %s (%s): reads %s\n", c.Name, c.Verdict.Libc, orNone(c.Honours))
+		}
+		for _, ig := range c.Ignores {
+			fmt.Fprintf(w, "    ignores %s: %s\n", ig.Option, ig.Advice)
+		}
+	}
+
+	fmt.Fprintln(w, "\nWhat dns-tuner does in each mode:")
+	if r.Applies != nil {
+		fmt.Fprintf(w, "  (applies here: %s — %s)\n", r.Applies.Mode, r.Applies.Reason)
+	}
+	for _, m := range r.Modes {
+		fmt.Fprintf(w, "  %-7s %s", m.Mode+":", m.Status)
+		if len(m.Adds) > 0 {
+			verb := "adds"
+			if m.Mode == "audit" {
+				verb = "would add (spec unchanged)"
+			}
+			fmt.Fprintf(w, "; %s %s", verb, strings.Join(m.Adds, " "))
+		}
+		fmt.Fprintln(w)
+		if m.Mode == "off" {
+			continue
+		}
+		for _, wn := range m.Warnings {
+			fmt.Fprintf(w, "           warning: %s\n", wn)
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+}
+
+func libcLabel(v libc.Verdict) string {
+	s := string(v.Libc)
+	if v.Version != "" {
+		s += " " + v.Version
+	}
+	if v.CGO != nil && v.Libc != libc.Go {
+		if *v.CGO {
+			s += " (Go, cgo)"
+		}
+	}
+	return s
+}
+
+func evidence(v libc.Verdict) string {
+	parts := []string{}
+	if v.Evidence != "" {
+		parts = append(parts, v.Evidence)
+	}
+	if v.Reason != "" {
+		parts = append(parts, v.Reason)
+	}
+	if v.Digest != "" {
+		parts = append(parts, "digest "+v.Digest)
+	}
+	if v.Bytes > 0 || v.Duration > 0 {
+		parts = append(parts, fmt.Sprintf("%d bytes in %s", v.Bytes, v.Duration.Round(time.Millisecond)))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func indent(s string) string {
+	if s == "" {
+		return "  (empty)\n"
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("  " + l + "\n")
+	}
+	return b.String()
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none of its options"
+	}
+	return strings.Join(s, ", ")
+}

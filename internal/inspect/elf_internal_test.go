@@ -1,0 +1,52 @@
+package inspect
+
+import (
+	"testing"
+
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+)
+
+func TestInterpLibc(t *testing.T) {
+	for _, c := range []struct {
+		interp string
+		want   libc.Libc
+	}{
+		{"/lib/ld-musl-x86_64.so.1", libc.Musl},
+		{"/lib/ld-musl-aarch64.so.1", libc.Musl},
+		{"/lib/ld-musl-armhf.so.1", libc.Musl},
+		{"/lib/ld-musl-riscv64.so.1", libc.Musl},
+		{"/lib/ld-musl-s390x.so.1", libc.Musl},
+		{"/lib/ld-musl-powerpc64le.so.1", libc.Musl},
+		{"/lib64/ld-linux-x86-64.so.2", libc.GLibc},
+		{"/lib/ld-linux-aarch64.so.1", libc.GLibc},
+		{"/lib/ld-linux-armhf.so.3", libc.GLibc},
+		{"/lib/ld-linux.so.2", libc.GLibc},
+		{"/lib/ld-linux-riscv64-lp64d.so.1", libc.GLibc},
+		{"/lib64/ld64.so.2", libc.GLibc}, // ppc64le
+		{"/lib/ld64.so.1", libc.GLibc},   // s390x
+		{"/lib/ld.so.1", libc.GLibc},     // mips, ppc32
+		{"/system/bin/linker64", libc.Unknown},
+		{"/lib/ld-uClibc.so.0", libc.Unknown},
+	} {
+		if got := interpLibc(c.interp); got != c.want {
+			t.Errorf("interpLibc(%q) = %s, want %s", c.interp, got, c.want)
+		}
+	}
+}
+
+func TestScriptProgram(t *testing.T) {
+	for _, c := range []struct {
+		shebang, want string
+	}{
+		{"/bin/sh", "/bin/sh"},
+		{"/bin/sh -e", "/bin/sh"},
+		{"/usr/bin/env python3", "python3"},
+		{"/usr/bin/env -S node --max-old-space-size=100", "node"},
+		{"/usr/bin/env -i LANG=C bash", "bash"},
+		{"/usr/bin/env", "/usr/bin/env"},
+	} {
+		if got, ok := scriptProgram(c.shebang); !ok || got != c.want {
+			t.Errorf("scriptProgram(%q) = %q, %v; want %q", c.shebang, got, ok, c.want)
+		}
+	}
+}

@@ -1,0 +1,432 @@
+package inspect
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+)
+
+const (
+	maxEntries    = 250_000 // filesystem entries indexed per image (~40 MiB worst case)
+	maxScripts    = 8       // #! interpreters followed
+	maxReleaseLen = 4 << 10 // os-release, alpine-release
+	maxVersionLen = 8 << 20 // glibc loader/libc bytes scanned for the release version
+)
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// errDecided ends a layer walk early.
+var errDecided = errors.New("decided")
+
+// scanner walks an image's layers newest first and decides its libc.
+type scanner struct {
+	ix      *fsIndex
+	m       *meter
+	digests []string // layer digests, manifest order (0 = base)
+	pathEnv []string
+	workdir string
+
+	// The program being looked for and how we got to it.
+	label      string   // as written: "python3", "/entrypoint.sh"
+	candidates []string // absolute paths, PATH order
+	chain      []string // evidence so far (scripts followed)
+	scripts    int
+	touched    map[string]bool
+
+	verdict  *libc.Verdict // entrypoint tier's result
+	entryErr string        // why the entrypoint tier gave up ("" while still trying)
+	head     []byte
+}
+
+func newScanner(m *meter, digests []string, env []string, workdir string) *scanner {
+	s := &scanner{ix: newIndex(maxEntries), m: m, digests: digests, workdir: "/",
+		head: make([]byte, headSize), touched: map[string]bool{}}
+	if workdir != "" {
+		s.workdir = path.Clean("/" + workdir)
+	}
+	pathVar := defaultPath
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathVar = v
+		}
+	}
+	s.pathEnv = strings.Split(pathVar, ":")
+	return s
+}
+
+// setTarget makes prog (argv[0] or an interpreter) the file to find, resolved as the runtime
+// does: a name with a slash against the working directory, a bare name through PATH.
+func (s *scanner) setTarget(prog string) {
+	s.label = prog
+	s.candidates = s.candidates[:0]
+	if strings.Contains(prog, "/") {
+		s.candidates = append(s.candidates, path.Join(s.workdir, prog))
+		if path.IsAbs(prog) {
+			s.candidates[0] = path.Clean(prog)
+		}
+		return
+	}
+	for _, d := range s.pathEnv {
+		if !path.IsAbs(d) {
+			d = path.Join(s.workdir, d) // "" and relative PATH entries are relative to the cwd
+		}
+		s.candidates = append(s.candidates, path.Join(d, prog))
+	}
+}
+
+func (s *scanner) done() bool { return s.verdict != nil }
+
+func (s *scanner) layerName(l int) string { return fmt.Sprintf("layer %d %s", l, s.digests[l]) }
+
+// resolveTarget finds the first PATH candidate present. A candidate earlier in PATH that a
+// lower layer might still add is not waited for: that would cost reading the whole image.
+func (s *scanner) resolveTarget(cur int) resolution {
+	clear(s.touched)
+	touch := func(p string) { s.touched[p] = true }
+	allAbsent := true
+	var first resolution
+	for i, c := range s.candidates {
+		r := s.ix.resolve(c, cur, touch)
+		if r.state == found {
+			return r
+		}
+		if r.state == pending {
+			allAbsent = false
+		}
+		if i == 0 {
+			first = r
+		}
+	}
+	if allAbsent {
+		return resolution{state: absent, path: first.path, why: first.why}
+	}
+	return resolution{state: pending}
+}
+
+func (s *scanner) fail(why string) {
+	s.entryErr = strings.Join(append(s.chain, why), "; ")
+}
+
+// check advances the entrypoint tier after the filesystem changed at a touched path (or a
+// layer ended). pos is the node whose content r is positioned at, after head.
+func (s *scanner) check(cur int, pos *node, r io.Reader, head []byte) {
+	for s.entryErr == "" && s.verdict == nil && s.label != "" {
+		res := s.resolveTarget(cur)
+		switch res.state {
+		case pending:
+			return
+		case absent:
+			msg := fmt.Sprintf("entrypoint %s not found in the image", s.label)
+			if res.why != "not found" {
+				msg += " (" + res.path + ": " + res.why + ")"
+			}
+			s.fail(msg)
+			return
+		}
+		n := res.node
+		at := res.path
+		if len(res.via) > 0 {
+			at = fmt.Sprintf("%s (via %s)", res.path, strings.Join(res.via, ", "))
+		}
+		where := fmt.Sprintf("%s (%s)", at, s.layerName(n.layer))
+		if n.sum == nil {
+			s.fail(where + ": not an ELF executable or #! script")
+			return
+		}
+		sum := n.sum
+		goErr := ""
+		if n == pos && sum.goinfo == nil && sum.wantsGoWindow(n.size) {
+			if err := sum.readGoInfo(r, head); err != nil {
+				goErr = err.Error()
+			}
+			pos = nil // r has moved on
+		}
+		switch sum.kind {
+		case sumScript:
+			prog, ok := scriptProgram(sum.shebang)
+			if s.scripts++; s.scripts > maxScripts || !ok {
+				s.fail(fmt.Sprintf("%s: #!%s: interpreter not followed", where, sum.shebang))
+				return
+			}
+			s.chain = append(s.chain, fmt.Sprintf("%s: #!%s", where, sum.shebang))
+			s.setTarget(prog)
+			continue
+		case sumDynamic:
+			l := interpLibc(sum.interp)
+			if l == libc.Unknown {
+				s.fail(fmt.Sprintf("%s: PT_INTERP %s is not a known loader", where, sum.interp))
+				return
+			}
+			v := libc.Verdict{Libc: l, Source: libc.SourceEntrypoint}
+			what := "PT_INTERP " + sum.interp
+			if sum.goNote {
+				t := true
+				v.CGO = &t
+				what = "go (cgo), " + what
+			}
+			s.decide(v, where, what)
+		case sumStatic:
+			switch {
+			case sum.goinfo != nil:
+				cgo, netgo, desc := goSettings(sum.goinfo)
+				v := libc.Verdict{Libc: libc.Go, Source: libc.SourceEntrypoint, CGO: cgo}
+				what := "static Go binary, build info " + strings.TrimSpace(desc)
+				if netgo {
+					what += " (netgo resolver)"
+				}
+				s.decide(v, where, what)
+			case sum.goNote:
+				what := "static Go binary (Go build-ID note; build settings not read"
+				if goErr != "" {
+					what += ": " + goErr
+				}
+				s.decide(libc.Verdict{Libc: libc.Go, Source: libc.SourceEntrypoint}, where, what+")")
+			default:
+				s.decide(libc.Verdict{Libc: libc.Static, Source: libc.SourceEntrypoint}, where, "static ELF, no PT_INTERP, not Go")
+			}
+		default:
+			s.fail(where + ": " + sum.err)
+		}
+		return
+	}
+}
+
+func (s *scanner) decide(v libc.Verdict, where, what string) {
+	v.Evidence = strings.Join(append(s.chain, where+": "+what), "; ")
+	s.verdict = &v
+}
+
+// scriptProgram returns the program a #! line runs: the interpreter, or for env the command
+// it looks up in PATH.
+func scriptProgram(shebang string) (string, bool) {
+	f := strings.Fields(shebang)
+	if len(f) == 0 {
+		return "", false
+	}
+	if path.Base(f[0]) != "env" {
+		return f[0], true
+	}
+	for _, a := range f[1:] {
+		switch {
+		case a == "-S" || a == "-i" || a == "--" || strings.HasPrefix(a, "-"):
+		case strings.Contains(a, "="):
+		default:
+			return a, true
+		}
+	}
+	return f[0], true // bare env: decide by env itself
+}
+
+// scanLayer streams one layer (index l) and returns errDecided once the entrypoint is decided.
+func (s *scanner) scanLayer(l int, compressed io.Reader) error {
+	s.check(l, nil, nil, nil) // an opaque dir or whiteout in the layer above may have settled it
+	if s.done() {
+		return errDecided
+	}
+	br := bufio.NewReaderSize(&capped{r: compressed, count: &s.m.read, over: s.m.overBytes}, 32<<10)
+	var dec io.Reader
+	magic, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return &Error{Kind: KindBadResponse, Err: err}
+		}
+		defer gz.Close()
+		dec = gz
+	case bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(32<<20))
+		if err != nil {
+			return &Error{Kind: KindBadResponse, Err: err}
+		}
+		defer zr.Close()
+		dec = zr
+	default:
+		dec = br // uncompressed tar
+	}
+	ur := &capped{r: dec, count: &s.m.unc, over: s.m.overUncompressed}
+	tr := tar.NewReader(ur)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			// Read to the blob's end so its digest is verified: a layer read in full must be
+			// the one the manifest names. Only tar padding and the compression trailer remain.
+			_, err = io.Copy(io.Discard, ur)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		n, err := s.ix.add(h, l)
+		if err != nil {
+			return err
+		}
+		var head []byte
+		if n != nil && n.typ == nFile && h.Size > 0 {
+			head = s.head[:min(h.Size, headSize)]
+			if _, err := io.ReadFull(tr, head); err != nil {
+				return err
+			}
+			n.sum = summarize(head)
+			if err := s.noteMarker(clean(h.Name), n, head, tr); err != nil {
+				return err
+			}
+		}
+		if key := touchKey(h.Name); s.touched[key] {
+			s.check(l, n, tr, head)
+			if s.done() {
+				return errDecided
+			}
+		}
+	}
+}
+
+// touchKey is the path a tar entry changes: the entry's, or the whited-out one.
+func touchKey(name string) string {
+	p := clean(name)
+	dir, base := path.Split(p)
+	if t, ok := strings.CutPrefix(base, ".wh."); ok && t != ".wh..opq" {
+		return path.Join(dir, t)
+	}
+	return p
+}
+
+var (
+	muslLoaderRE  = regexp.MustCompile(`^/(usr/)?lib/ld-musl-[^/]+\.so\.1$`)
+	glibcRE       = regexp.MustCompile(`^/(usr/)?lib(32|64|x32)?/([^/]+-linux-gnu[^/]*/)?(ld-linux[^/]*\.so\.[0-9]+|ld64\.so\.[0-9]+|libc\.so\.6|libc-2\.[0-9]+\.so|ld-2\.[0-9]+\.so)$`)
+	glibcFileVer  = regexp.MustCompile(`^(?:libc|ld)-(2\.[0-9]+)\.so$`)
+	glibcContent  = regexp.MustCompile(`release version (2\.[0-9]+)`)
+	releaseFileRE = regexp.MustCompile(`^/(etc/alpine-release|etc/os-release|usr/lib/os-release)$`)
+)
+
+// noteMarker keeps the little a base marker needs: release files' text, glibc's version from
+// its loader or libc (scanned while the bytes stream past anyway; no extra reads).
+func (s *scanner) noteMarker(p string, n *node, head []byte, r io.Reader) error {
+	switch {
+	case releaseFileRE.MatchString(p):
+		n.text = string(head[:min(len(head), maxReleaseLen)])
+	case glibcRE.MatchString(p):
+		if m := glibcFileVer.FindStringSubmatch(path.Base(p)); m != nil {
+			n.ver = m[1]
+			return nil
+		}
+		// Scan in chunks, keeping an overlap so a match across chunks is not missed.
+		buf := make([]byte, 0, 64<<10)
+		buf = append(buf, head...)
+		left := int64(maxVersionLen)
+		for {
+			if m := glibcContent.FindSubmatch(buf); m != nil {
+				n.ver = string(m[1])
+				return nil
+			}
+			if len(buf) > 64 {
+				buf = append(buf[:0], buf[len(buf)-64:]...)
+			}
+			if left <= 0 {
+				return nil
+			}
+			k, err := io.ReadFull(r, buf[len(buf):cap(buf)][:min(int64(cap(buf)-len(buf)), left)])
+			left -= int64(k)
+			buf = buf[:len(buf)+k]
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				if m := glibcContent.FindSubmatch(buf); m != nil {
+					n.ver = string(m[1])
+				}
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// base decides from the image's base markers once every layer has been read.
+func (s *scanner) base() libc.Verdict {
+	nop := func(string) {}
+	var musl, glibc []string
+	var version, distro, distroID string
+	keys := make([]string, 0, len(s.ix.nodes))
+	for p := range s.ix.nodes {
+		keys = append(keys, p)
+	}
+	sort.Strings(keys)
+	for _, p := range keys {
+		isMusl, isGlibc := muslLoaderRE.MatchString(p), glibcRE.MatchString(p)
+		if !isMusl && !isGlibc && !releaseFileRE.MatchString(p) {
+			continue
+		}
+		r := s.ix.resolve(p, -1, nop) // whiteouts, opaque dirs and dangling symlinks count
+		if r.state != found {
+			continue
+		}
+		ev := fmt.Sprintf("%s (%s)", p, s.layerName(r.node.layer))
+		switch {
+		case isMusl:
+			musl = append(musl, ev)
+		case isGlibc:
+			glibc = append(glibc, ev)
+			if version == "" {
+				version = r.node.ver
+			}
+		case p == "/etc/alpine-release":
+			if distro == "" {
+				distro, distroID = "alpine "+strings.TrimSpace(r.node.text), "alpine"
+			}
+		default:
+			id, pretty := osRelease(r.node.text)
+			if distro == "" {
+				distro, distroID = pretty, id
+			}
+		}
+	}
+	v := libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone}
+	with := ""
+	if distro != "" {
+		with = "; " + distro
+	}
+	switch {
+	case len(musl) > 0 && len(glibc) == 0:
+		v.Libc, v.Source, v.Evidence = libc.Musl, libc.SourceBase, "musl loader "+strings.Join(musl, ", ")+with
+	case len(glibc) > 0 && len(musl) == 0:
+		v.Libc, v.Source, v.Evidence, v.Version = libc.GLibc, libc.SourceBase, "glibc "+strings.Join(glibc, ", ")+with, version
+	case len(glibc) > 0 && distroID == "alpine":
+		v.Libc, v.Source, v.Evidence = libc.Musl, libc.SourceBase, "musl loader "+strings.Join(musl, ", ")+" and glibc compatibility files on "+distro
+	case len(glibc) > 0 && distroID != "":
+		v.Libc, v.Source, v.Evidence, v.Version = libc.GLibc, libc.SourceBase, "glibc "+strings.Join(glibc, ", ")+" and musl loader on "+distro, version
+	case len(glibc) > 0:
+		v.Reason = "both musl (" + strings.Join(musl, ", ") + ") and glibc (" + strings.Join(glibc, ", ") + ") present and no os-release to choose"
+	default:
+		v.Reason = "no libc loader in the image" + with
+	}
+	return v
+}
+
+// osRelease returns ID and PRETTY_NAME (or NAME VERSION_ID) of an os-release file.
+func osRelease(text string) (id, pretty string) {
+	kv := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+			kv[k] = strings.Trim(v, `"'`)
+		}
+	}
+	pretty = kv["PRETTY_NAME"]
+	if pretty == "" {
+		pretty = strings.TrimSpace(kv["NAME"] + " " + kv["VERSION_ID"])
+	}
+	return kv["ID"], pretty
+}

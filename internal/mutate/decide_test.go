@@ -1,0 +1,221 @@
+package mutate
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+func ptr(s string) *string { return &s }
+
+func pod(mut ...func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{}
+	p.Namespace = "shop"
+	p.GenerateName = "web-"
+	p.Spec.Containers = []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}
+	for _, m := range mut {
+		m(p)
+	}
+	return p
+}
+
+func containers(pairs ...string) []Container {
+	var out []Container
+	for i := 0; i+1 < len(pairs); i += 2 {
+		out = append(out, Container{Name: pairs[i], Verdict: libc.Verdict{Libc: libc.Libc(pairs[i+1]), Source: libc.SourceEntrypoint}})
+	}
+	return out
+}
+
+func withSidecar(p *corev1.Pod) {
+	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "sidecar", Image: "registry.example/proxy:1"})
+}
+
+// TestDecide covers every dnsPolicy, each libc, mixed pods, user-set options and
+// reinvocation. Patches and warnings are golden files: go test ./internal/mutate -update.
+func TestDecide(t *testing.T) {
+	def := policy.Default()
+	ndots := policy.Default()
+	ndots.Ndots = "2"
+	enforce := ModeDecision{Mode: policy.Enforce, Reason: "namespace label dns-tuner.io/mode=enforce"}
+	audit := ModeDecision{Mode: policy.Audit, Reason: "namespace label dns-tuner.io/mode=audit"}
+
+	tests := []struct {
+		name       string
+		p          *policy.Policy
+		pod        *corev1.Pod
+		mode       ModeDecision
+		containers []Container
+		status     string
+		inject     string // comma-joined injected options
+	}{
+		{"glibc-clusterfirst", def, pod(), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
+		{"musl-clusterfirst", def, pod(), enforce, containers("app", "musl"), StatusInjected, "timeout:2,attempts:10"},
+		{"go-static-needs-nothing", def, pod(), enforce, containers("app", "go"), StatusUnchanged, ""},
+		{"unknown-warns", def, pod(), enforce, []Container{{Name: "app", Verdict: libc.Verdict{Libc: libc.Unknown, Reason: "registry unreachable"}}}, StatusUnchanged, ""},
+		{"mixed-glibc-musl", def, pod(withSidecar), enforce, containers("app", "glibc", "sidecar", "musl"), StatusInjected, "single-request-reopen,timeout:2,attempts:10"},
+		{"mixed-glibc-go", def, pod(withSidecar), enforce, containers("app", "glibc", "sidecar", "go"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
+		{"user-values-win", def, pod(func(p *corev1.Pod) {
+			p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "timeout", Value: ptr("5")}, {Name: "edns0"}}}
+		}), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,attempts:3"},
+		{"user-single-request-is-enough", def, pod(func(p *corev1.Pod) {
+			p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "single-request"}}}
+		}), enforce, containers("app", "glibc"), StatusInjected, "timeout:2,attempts:3"},
+		{"dnsconfig-without-options", def, pod(func(p *corev1.Pod) {
+			p.Spec.DNSConfig = &corev1.PodDNSConfig{Searches: []string{"corp.example"}}
+		}), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
+		{"all-set-already", def, pod(func(p *corev1.Pod) {
+			p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "single-request-reopen"}, {Name: "timeout", Value: ptr("1")}, {Name: "attempts", Value: ptr("2")}}}
+		}), enforce, containers("app", "glibc"), StatusUnchanged, ""},
+		{"audit-glibc", def, pod(), audit, containers("app", "glibc"), StatusAudit, "single-request-reopen,timeout:2,attempts:3"},
+		{"audit-mixed", def, pod(withSidecar), audit, containers("app", "glibc", "sidecar", "musl"), StatusAudit, "single-request-reopen,timeout:2,attempts:10"},
+		{"hostnetwork-clusterfirst-falls-back", def, pod(func(p *corev1.Pod) { p.Spec.HostNetwork = true }), enforce, containers("app", "glibc"), StatusSkipped, ""},
+		{"hostnetwork-clusterfirstwithhostnet", def, pod(func(p *corev1.Pod) {
+			p.Spec.HostNetwork, p.Spec.DNSPolicy = true, corev1.DNSClusterFirstWithHostNet
+		}), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
+		{"clusterfirstwithhostnet-no-hostnetwork", def, pod(func(p *corev1.Pod) { p.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet }), enforce, containers("app", "musl"), StatusInjected, "timeout:2,attempts:10"},
+		{"dnspolicy-default", def, pod(func(p *corev1.Pod) { p.Spec.DNSPolicy = corev1.DNSDefault }), enforce, containers("app", "glibc"), StatusSkipped, ""},
+		{"dnspolicy-none", ndots, pod(func(p *corev1.Pod) {
+			p.Spec.DNSPolicy = corev1.DNSNone
+			p.Spec.DNSConfig = &corev1.PodDNSConfig{Nameservers: []string{"10.96.0.10"}, Options: []corev1.PodDNSConfigOption{{Name: "ndots", Value: ptr("1")}}}
+		}), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
+		{"policy-ndots", ndots, pod(), enforce, containers("app", "musl"), StatusInjected, "timeout:2,attempts:10,ndots:2"},
+		{"existing-annotations", def, pod(func(p *corev1.Pod) { p.Annotations = map[string]string{"team": "payments/checkout"} }), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
+		{"init-container-musl", def, pod(func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "alpine"}}
+		}), enforce, []Container{{Name: "migrate", Init: true, Verdict: libc.Verdict{Libc: libc.Musl}}, {Name: "app", Verdict: libc.Verdict{Libc: libc.Go}}}, StatusInjected, "timeout:2,attempts:10"},
+		{"old-glibc-ignores-no-aaaa", def, pod(func(p *corev1.Pod) {
+			p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "no-aaaa"}}}
+		}), enforce, []Container{{Name: "app", Verdict: libc.Verdict{Libc: libc.GLibc, Version: "2.31"}}}, StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan := Decide(tt.p, tt.pod, tt.mode, tt.containers)
+			if plan.Status != tt.status {
+				t.Errorf("status = %s, want %s (reason %q)", plan.Status, tt.status, plan.Reason)
+			}
+			if got := strings.Join(optionStrings(plan.Inject), ","); got != tt.inject {
+				t.Errorf("inject = %q, want %q", got, tt.inject)
+			}
+			ops := Patch(tt.pod, plan)
+			for _, op := range ops {
+				if op.Operation != "add" {
+					t.Errorf("patch has a %s op at %s; only add is allowed", op.Operation, op.Path)
+				}
+				if tt.mode.Mode == policy.Audit && strings.HasPrefix(op.Path, "/spec") {
+					t.Errorf("audit mode changed the spec: %s", op.Path)
+				}
+			}
+			golden(t, map[string]any{"patch": ops, "warnings": plan.Warnings, "notes": plan.Notes})
+
+			// Apply the patch to the pod as JSON and decide again: a reinvocation must add
+			// nothing, and the pod must decode with the options kubelet will render.
+			after := applyPatch(t, tt.pod, ops)
+			if tt.status == StatusInjected && tt.mode.Mode == policy.Enforce {
+				for _, o := range plan.Inject {
+					if !hasOption(after, o) {
+						t.Errorf("patched pod lacks %s", policy.OptionString(o))
+					}
+				}
+			}
+			again := Decide(tt.p, after, tt.mode, tt.containers)
+			if ops2 := Patch(after, again); len(ops2) != 0 {
+				t.Errorf("second pass is not a no-op: %v", ops2)
+			}
+		})
+	}
+}
+
+func hasOption(p *corev1.Pod, want policy.Option) bool {
+	if p.Spec.DNSConfig == nil {
+		return false
+	}
+	for _, o := range p.Spec.DNSConfig.Options {
+		if o.Name == want.Name && equalValue(o.Value, want.Value) {
+			return true
+		}
+	}
+	return false
+}
+
+func applyPatch(t *testing.T, p *corev1.Pod, ops any) *corev1.Pod {
+	t.Helper()
+	raw, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patchJSON, err := json.Marshal(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, err := jsonpatch.DecodePatch(patchJSON)
+	if err != nil {
+		t.Fatalf("invalid patch %s: %v", patchJSON, err)
+	}
+	out, err := patch.Apply(raw)
+	if err != nil {
+		t.Fatalf("patch does not apply: %v\n%s", err, patchJSON)
+	}
+	var res corev1.Pod
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatal(err)
+	}
+	return &res
+}
+
+func golden(t *testing.T, v any) {
+	t.Helper()
+	got, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	path := filepath.Join("testdata", strings.ReplaceAll(t.Name(), "/", "_")+".golden.json")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/mutate -update to create it)", err)
+	}
+	if string(want) != string(got) {
+		t.Errorf("%s differs from the golden file:\n--- want\n%s\n--- got\n%s", path, want, got)
+	}
+}
+
+func TestWantedOptionsMixedNotes(t *testing.T) {
+	opts, notes := WantedOptions(policy.Default(), containers("a", "glibc", "b", "musl"), true)
+	if got := strings.Join(optionStrings(opts), ","); got != "single-request-reopen,timeout:2,attempts:10" {
+		t.Fatalf("options = %s", got)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "glibc wants attempts:3, musl wants attempts:10: using attempts:10") {
+		t.Fatalf("notes = %q", notes)
+	}
+}
+
+func TestMergeValue(t *testing.T) {
+	tests := []struct{ name, a, b, want string }{
+		{"timeout", "2", "1", "1"}, {"timeout", "1", "3", "1"},
+		{"attempts", "3", "10", "10"}, {"attempts", "5", "2", "5"},
+		{"ndots", "5", "2", "2"}, {"other", "x", "y", "x"}, {"timeout", "2", "bad", "2"},
+	}
+	for _, tt := range tests {
+		if got := *mergeValue(tt.name, &tt.a, &tt.b); got != tt.want {
+			t.Errorf("mergeValue(%s, %s, %s) = %s, want %s", tt.name, tt.a, tt.b, got, tt.want)
+		}
+	}
+}

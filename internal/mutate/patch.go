@@ -1,0 +1,75 @@
+package mutate
+
+import (
+	"sort"
+	"strings"
+
+	"gomodules.xyz/jsonpatch/v2"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/dns-tuner/dns-tuner/internal/policy"
+)
+
+// Patch turns a plan into JSON patch operations against the pod as submitted. It only ever
+// adds: options are appended and annotations set, so fields dns-tuner does not know (from a
+// newer API server) are never dropped, and a second pass over the result adds nothing.
+func Patch(pod *corev1.Pod, plan Plan) []jsonpatch.JsonPatchOperation {
+	var ops []jsonpatch.JsonPatchOperation
+	if plan.Mode == policy.Enforce && len(plan.Inject) > 0 {
+		opts := make([]any, len(plan.Inject))
+		for i, o := range plan.Inject {
+			opts[i] = optionValue(o)
+		}
+		switch {
+		case pod.Spec.DNSConfig == nil:
+			ops = append(ops, add("/spec/dnsConfig", map[string]any{"options": opts}))
+		case len(pod.Spec.DNSConfig.Options) == 0:
+			ops = append(ops, add("/spec/dnsConfig/options", opts))
+		default:
+			for _, o := range opts {
+				ops = append(ops, add("/spec/dnsConfig/options/-", o))
+			}
+		}
+	}
+	if len(plan.Annotations) == 0 {
+		return ops
+	}
+	keys := make([]string, 0, len(plan.Annotations))
+	for k := range plan.Annotations {
+		if v, ok := pod.Annotations[k]; !ok || v != plan.Annotations[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	if len(pod.Annotations) == 0 {
+		if len(keys) > 0 {
+			m := make(map[string]any, len(keys))
+			for _, k := range keys {
+				m[k] = plan.Annotations[k]
+			}
+			ops = append(ops, add("/metadata/annotations", m))
+		}
+		return ops
+	}
+	for _, k := range keys {
+		ops = append(ops, add("/metadata/annotations/"+escape(k), plan.Annotations[k]))
+	}
+	return ops
+}
+
+func optionValue(o policy.Option) map[string]any {
+	m := map[string]any{"name": o.Name}
+	if o.Value != nil {
+		m["value"] = *o.Value
+	}
+	return m
+}
+
+func add(path string, value any) jsonpatch.JsonPatchOperation {
+	return jsonpatch.JsonPatchOperation{Operation: "add", Path: path, Value: value}
+}
+
+// escape encodes a key as a JSON pointer token (RFC 6901).
+func escape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}

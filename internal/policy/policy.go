@@ -1,0 +1,217 @@
+// Package policy holds the cluster policy dns-tuner decides with: the default mode, the
+// namespaces it never touches, and the resolver options to inject for each libc.
+package policy
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+)
+
+// Mode is what dns-tuner does with a pod.
+type Mode string
+
+const (
+	Enforce Mode = "enforce" // inject options, annotate, warn
+	Audit   Mode = "audit"   // annotate and warn with what enforce would do; spec unchanged
+	Off     Mode = "off"     // leave the pod alone
+)
+
+// ParseMode accepts enforce, audit or off (case-insensitive).
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(strings.ToLower(strings.TrimSpace(s))); m {
+	case Enforce, Audit, Off:
+		return m, nil
+	}
+	return "", fmt.Errorf("invalid mode %q: want enforce, audit or off", s)
+}
+
+// rank orders modes from least to most intrusive so "lower" is well defined.
+func (m Mode) rank() int {
+	switch m {
+	case Enforce:
+		return 2
+	case Audit:
+		return 1
+	}
+	return 0
+}
+
+// Lower returns the less intrusive of two modes.
+func Lower(a, b Mode) Mode {
+	if b.rank() < a.rank() {
+		return b
+	}
+	return a
+}
+
+// Option is one resolv.conf option exactly as a pod's dnsConfig spells it.
+type Option = corev1.PodDNSConfigOption
+
+// OptionString renders an option as resolv.conf does: "name" or "name:value".
+func OptionString(o Option) string {
+	if o.Value == nil {
+		return o.Name
+	}
+	return o.Name + ":" + *o.Value
+}
+
+// Profile is what dns-tuner injects for one libc.
+type Profile struct {
+	// Inject lists the options to add when missing. A value the pod already sets wins.
+	Inject []Option `json:"inject"`
+}
+
+// Inspection bounds registry inspection at admission. Used by the registry-backed detector.
+type Inspection struct {
+	// Enabled turns registry inspection on. Off, containers are unknown unless annotated.
+	Enabled bool `json:"enabled"`
+	// Budget is the longest admission waits for verdicts; past it the unknown profile applies
+	// and the inspection finishes in the background.
+	Budget Duration `json:"budget"`
+	// PerImageTimeout and MaxBytesPerImage bound one inspection.
+	PerImageTimeout  Duration `json:"perImageTimeout"`
+	MaxBytesPerImage int64    `json:"maxBytesPerImage"`
+	// Platform picks the manifest from a multi-arch index (os/arch[/variant]).
+	Platform string `json:"platform"`
+	// AllowedRegistries, if set, is the only set of registry hosts inspected ("*.example.com"
+	// globs). DeniedRegistries always wins.
+	AllowedRegistries []string `json:"allowedRegistries,omitempty"`
+	DeniedRegistries  []string `json:"deniedRegistries,omitempty"`
+	// InsecureRegistries are host:port reached over plain HTTP and allowed even on loopback or
+	// private addresses (test and in-cluster registries).
+	InsecureRegistries []string `json:"insecureRegistries,omitempty"`
+}
+
+// Policy is the cluster policy file (--config).
+type Policy struct {
+	// Mode is the cluster default for namespaces without a dns-tuner.io/mode label.
+	Mode Mode `json:"mode"`
+	// ExcludedNamespaces are never touched, whatever their labels say. dns-tuner's own
+	// namespace is always added at run time.
+	ExcludedNamespaces []string `json:"excludedNamespaces"`
+	// AllowNamespaceOverride lets the dns-tuner.io/mode namespace label choose the mode.
+	AllowNamespaceOverride bool `json:"allowNamespaceOverride"`
+	// Ndots, when set, is injected as ndots:N (kubelet's default is 5, which multiplies
+	// queries for external names). Empty leaves ndots alone.
+	Ndots string `json:"ndots,omitempty"`
+	// Profiles maps a libc to what is injected for it.
+	Profiles map[libc.Libc]Profile `json:"profiles"`
+	// Inspection configures registry-backed libc detection.
+	Inspection Inspection `json:"inspection"`
+}
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML is the embedded default policy, as documented in the README.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Default returns the embedded default policy: cluster mode off, so namespaces opt in.
+func Default() *Policy {
+	p, err := Parse(defaultYAML)
+	if err != nil {
+		panic("embedded default policy is invalid: " + err.Error())
+	}
+	return p
+}
+
+// Parse reads a policy. Fields not given keep the embedded default's values except
+// profiles, which are replaced per libc, so a file can change one profile and keep the rest.
+func Parse(data []byte) (*Policy, error) {
+	p := &Policy{}
+	if len(defaultYAML) > 0 && !bytes.Equal(data, defaultYAML) {
+		p = Default()
+	}
+	base := p.Profiles
+	p.Profiles = nil
+	if err := yaml.UnmarshalStrict(data, p); err != nil {
+		return nil, fmt.Errorf("parsing policy: %w", err)
+	}
+	if p.Profiles == nil {
+		p.Profiles = map[libc.Libc]Profile{}
+	}
+	for l, prof := range base {
+		if _, ok := p.Profiles[l]; !ok {
+			p.Profiles[l] = prof
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Validate reports the first problem that would make the policy misbehave.
+func (p *Policy) Validate() error {
+	if _, err := ParseMode(string(p.Mode)); err != nil {
+		return fmt.Errorf("mode: %w", err)
+	}
+	if p.Ndots != "" {
+		if n, err := strconv.Atoi(p.Ndots); err != nil || n < 0 || n > 15 {
+			return fmt.Errorf("ndots: %q is not a number from 0 to 15", p.Ndots)
+		}
+	}
+	for l, prof := range p.Profiles {
+		if _, err := libc.Parse(string(l)); err != nil {
+			return fmt.Errorf("profiles: %w", err)
+		}
+		seen := map[string]bool{}
+		for _, o := range prof.Inject {
+			if o.Name == "" || strings.ContainsAny(o.Name, " \t\n:") {
+				return fmt.Errorf("profiles.%s: invalid option name %q", l, o.Name)
+			}
+			if seen[o.Name] {
+				return fmt.Errorf("profiles.%s: option %q listed twice", l, o.Name)
+			}
+			seen[o.Name] = true
+			if o.Value != nil && strings.ContainsAny(*o.Value, " \t\n") {
+				return fmt.Errorf("profiles.%s: option %q has a value with white space", l, o.Name)
+			}
+		}
+	}
+	in := p.Inspection
+	if in.Budget.Duration < 0 || in.PerImageTimeout.Duration < 0 || in.MaxBytesPerImage < 0 {
+		return fmt.Errorf("inspection: budget, perImageTimeout and maxBytesPerImage must not be negative")
+	}
+	return nil
+}
+
+// Excluded reports whether a namespace is never touched.
+func (p *Policy) Excluded(namespace string) bool {
+	for _, n := range p.ExcludedNamespaces {
+		if n == namespace {
+			return true
+		}
+	}
+	return false
+}
+
+// Profile returns the profile for a libc; a libc without one gets an empty profile.
+func (p *Policy) Profile(l libc.Libc) Profile { return p.Profiles[l] }
+
+// Duration is a time.Duration that reads and writes as "2s" in YAML.
+type Duration struct{ time.Duration }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(d.String())), nil }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return fmt.Errorf("duration must be a string such as \"2s\": %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
