@@ -175,6 +175,10 @@ func handWritten() []Case {
 			DNSConfig: &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{opt("ndots:2", nil)}}},
 		{Name: "pod option with a colon in its name and a value", Node: str("nameserver 10.0.0.2\n"), ClusterDNS: cluster, ClusterDomain: "cluster.local", Namespace: "shop", DNSPolicy: corev1.DNSClusterFirst,
 			DNSConfig: &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{opt("timeout:1", str("3")), opt("ndots", str(""))}}},
+		{Name: "cluster DNS addresses are written in canonical form", Node: str("nameserver 10.0.0.2\n"), ClusterDNS: []string{"fd00:0:0::a", "::ffff:10.96.0.10", "10.96.0.10"},
+			ClusterDomain: "cluster.local", Namespace: "shop", DNSPolicy: corev1.DNSClusterFirst},
+		{Name: "an IPv4-mapped node IP gets the IPv4 localhost", NodeIPs: []string{"::ffff:192.0.2.10", "2001:db8::10"}, Namespace: "shop", DNSPolicy: corev1.DNSDefault},
+		{Name: "None without a dnsConfig is empty", Node: str("nameserver 10.0.0.2\nsearch corp.example\noptions rotate\n"), Namespace: "shop", DNSPolicy: corev1.DNSNone},
 		{Name: "a nameserver line without an address fails the pod, even with dnsPolicy None", Node: str("nameserver\nnameserver 10.0.0.2\n"), Namespace: "shop", DNSPolicy: corev1.DNSNone,
 			DNSConfig: &corev1.PodDNSConfig{Nameservers: []string{"192.0.2.1"}}},
 	}

@@ -9,6 +9,7 @@ package resolvconf
 
 import (
 	"fmt"
+	"net"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -52,11 +53,19 @@ type Config struct {
 	Warnings []string
 }
 
+// MaxFileBytes is kubelet's maxResolvConfLength: a node file this long fails every pod.
+const MaxFileBytes = 10 << 20
+
 // Parse reads a node resolv.conf as kubelet's parseResolvConf does: nameserver lines
-// accumulate, the last search line and the last options line win, a trailing dot on a search
-// domain is dropped, and a nameserver line without an address is an error (the pod fails to
-// start).
+// accumulate; the last search line wins, a lone "." in it (systemd-resolved's "search .") is no
+// domain, and one trailing dot is dropped from the others; options lines merge, the last value
+// per name winning across and within lines, and "ndots:" keeps its colon (an empty, non-nil
+// Value). A nameserver line without an address, or a file of MaxFileBytes or more, is an error:
+// kubelet then starts no pod on the node, whatever its dnsPolicy.
 func Parse(data string) (*Config, error) {
+	if len(data) >= MaxFileBytes {
+		return nil, fmt.Errorf("resolv.conf is %d bytes; kubelet reads less than %d", len(data), MaxFileBytes)
+	}
 	c := &Config{}
 	for _, line := range strings.Split(data, "\n") {
 		line = strings.TrimSpace(line)
@@ -76,24 +85,38 @@ func Parse(data string) (*Config, error) {
 		case "search":
 			c.Searches = nil
 			for _, s := range f[1:] {
-				c.Searches = append(c.Searches, strings.TrimSuffix(s, "."))
+				if s != "." {
+					c.Searches = append(c.Searches, strings.TrimSuffix(s, "."))
+				}
 			}
 		case "options":
-			c.Options = nil
 			for _, o := range f[1:] {
-				c.Options = append(c.Options, parseOption(o))
+				c.Options = setOption(c.Options, parseOption(o))
 			}
 		}
 	}
 	return c, nil
 }
 
+// parseOption splits a file's option at its first colon; "ndots:" has an empty Value, "ndots"
+// none, and glibc and musl read the two differently (ndots:0 and nothing).
 func parseOption(s string) corev1.PodDNSConfigOption {
 	name, value, ok := strings.Cut(s, ":")
-	if !ok || value == "" {
+	if !ok {
 		return corev1.PodDNSConfigOption{Name: name}
 	}
 	return corev1.PodDNSConfigOption{Name: name, Value: &value}
+}
+
+// setOption replaces the option of the same name in place, or appends it.
+func setOption(opts []corev1.PodDNSConfigOption, o corev1.PodDNSConfigOption) []corev1.PodDNSConfigOption {
+	for i := range opts {
+		if opts[i].Name == o.Name {
+			opts[i] = o
+			return opts
+		}
+	}
+	return append(opts, o)
 }
 
 // Source is where kubelet takes a pod's resolver configuration from (getPodDNSType).
@@ -124,11 +147,13 @@ func SourceOf(spec *corev1.PodSpec) (Source, error) {
 	return 0, fmt.Errorf("invalid dnsPolicy %q", spec.DNSPolicy)
 }
 
-// Render composes the resolv.conf kubelet gives the pod (GetPodDNS).
+// Render composes the resolv.conf kubelet gives the pod (GetPodDNS). TestKubeletParity holds it
+// to the real kubelet's answers.
 //
-// One deliberate difference: kubelet merges options through a Go map, so their order in the
-// file is unspecified. Render keeps the base options in order and appends the pod's new ones
-// in the pod's order; no resolver reads option order once names are unique.
+// Two deliberate differences: kubelet merges options through a Go map, so their order in its
+// file changes from one pod start to the next; Render keeps the base options in order and
+// appends the pod's new ones in the pod's order. And an empty dnsPolicy, which kubelet never
+// sees because the API server defaults it, is ClusterFirst here (SourceOf).
 func Render(pod *corev1.Pod, cluster ClusterDNS) (Config, error) {
 	if pod == nil {
 		return Config{}, fmt.Errorf("no pod")
@@ -145,8 +170,9 @@ func Render(pod *corev1.Pod, cluster ClusterDNS) (Config, error) {
 		if cluster.NodeResolvConf == nil {
 			// kubelet with resolvConf "": "use the nameserver on the local machine".
 			out.Nameservers = nil
-			for _, ip := range cluster.NodeIPs {
-				if strings.Contains(ip, ":") {
+			for _, s := range cluster.NodeIPs {
+				// utilnet.IsIPv6: an IPv4-mapped address is IPv4.
+				if ip := net.ParseIP(s); ip != nil && ip.To4() == nil {
 					out.Nameservers = append(out.Nameservers, "::1")
 				} else {
 					out.Nameservers = append(out.Nameservers, "127.0.0.1")
@@ -176,7 +202,13 @@ func Render(pod *corev1.Pod, cluster ClusterDNS) (Config, error) {
 		}
 		// The cluster DNS servers are the only nameservers; the node's search list follows
 		// the cluster's; the node's options are dropped for ndots:5.
-		out.Nameservers = clone(cluster.Nameservers)
+		// kubelet holds clusterDNS as net.IP and writes ip.String(): the canonical spelling.
+		for _, s := range cluster.Nameservers {
+			if ip := net.ParseIP(s); ip != nil {
+				s = ip.String()
+			}
+			out.Nameservers = append(out.Nameservers, s)
+		}
 		out.Searches = clone(node.Searches)
 		if cluster.ClusterDomain != "" {
 			d := cluster.ClusterDomain
@@ -233,25 +265,17 @@ func (c *Config) fitLimits() {
 	c.Searches = s
 }
 
-// mergeOptions is kubelet's mergeDNSOptions with a stable order: options are keyed by name,
-// the pod's value wins, and an empty value renders as the bare name.
+// mergeOptions is kubelet's mergeDNSOptions with a stable order. Options are keyed by name
+// (a pod's name is taken whole: {name: "timeout:1"} is not timeout, and kubelet writes it next
+// to any timeout:n), the pod's value wins, and an empty value, the base's "ndots:" included,
+// renders as the bare name.
 func mergeOptions(base, pod []corev1.PodDNSConfigOption) []corev1.PodDNSConfigOption {
-	out := cloneOptions(base)
-	index := map[string]int{}
-	for i, o := range out {
-		index[o.Name] = i
-	}
-	for _, o := range pod {
-		o = *o.DeepCopy()
+	var out []corev1.PodDNSConfigOption
+	for _, o := range append(cloneOptions(base), cloneOptions(pod)...) {
 		if o.Value != nil && *o.Value == "" {
 			o.Value = nil
 		}
-		if i, ok := index[o.Name]; ok {
-			out[i] = o
-			continue
-		}
-		index[o.Name] = len(out)
-		out = append(out, o)
+		out = setOption(out, o)
 	}
 	return out
 }
@@ -288,9 +312,11 @@ func (c Config) Option(name string) (string, bool) {
 	return "", false
 }
 
-// OptionString renders an option as resolv.conf spells it: "name" or "name:value".
+// OptionString renders an option of a Config as resolv.conf spells it: "name" without a
+// Value, "name:value" with one, and "name:" for an empty one, which only a node file's
+// "ndots:" gives (Render turns a pod's empty value into none, as kubelet writes it).
 func OptionString(o corev1.PodDNSConfigOption) string {
-	if o.Value == nil || *o.Value == "" {
+	if o.Value == nil {
 		return o.Name
 	}
 	return o.Name + ":" + *o.Value

@@ -120,6 +120,26 @@ func TestRender(t *testing.T) {
 			want:    "search ec2.internal\nnameserver 10.0.0.2\nnameserver 10.0.0.3\noptions timeout:1 attempts:5 rotate\n",
 		},
 		{
+			name:    "Default keeps the node's ndots: with its colon when the pod has no dnsConfig",
+			pod:     pod("shop", corev1.DNSDefault, false, nil),
+			cluster: ClusterDNS{NodeResolvConf: mustParse(t, "nameserver 10.0.0.2\noptions ndots: rotate\n")},
+			want:    "nameserver 10.0.0.2\noptions ndots: rotate\n",
+		},
+		{
+			name:    "a dnsConfig, even empty, makes kubelet rewrite the node's ndots: as ndots",
+			pod:     pod("shop", corev1.DNSDefault, false, &corev1.PodDNSConfig{}),
+			cluster: ClusterDNS{NodeResolvConf: mustParse(t, "nameserver 10.0.0.2\noptions ndots: rotate\n")},
+			want:    "nameserver 10.0.0.2\noptions ndots rotate\n",
+		},
+		{
+			name: "a pod option named timeout:1 is not timeout: kubelet writes it next to timeout:2",
+			pod: pod("shop", corev1.DNSClusterFirst, false, &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{
+				{Name: "timeout:1"}, {Name: "timeout", Value: str("2")}, {Name: "ndots:2"},
+			}}),
+			cluster: cluster,
+			want:    "search shop.svc.cluster.local svc.cluster.local cluster.local ec2.internal\nnameserver 10.96.0.10\noptions ndots:5 timeout:1 timeout:2 ndots:2\n",
+		},
+		{
 			name:    "Default with kubelet resolvConf \"\": localhost and search .",
 			pod:     pod("shop", corev1.DNSDefault, false, nil),
 			cluster: ClusterDNS{Nameservers: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"},
@@ -215,10 +235,19 @@ func TestParse(t *testing.T) {
 		want     string
 		wantErr  bool
 	}{
-		{name: "nameservers accumulate; last search and options lines win", in: "search a.example\nnameserver 10.0.0.1\nsearch b.example c.example.\noptions ndots:2\nnameserver 10.0.0.2\noptions rotate timeout:1\n",
-			want: "search b.example c.example\nnameserver 10.0.0.1\nnameserver 10.0.0.2\noptions rotate timeout:1\n"},
+		{name: "nameservers accumulate; the last search line wins; options lines merge", in: "search a.example\nnameserver 10.0.0.1\nsearch b.example c.example.\noptions ndots:2\nnameserver 10.0.0.2\noptions rotate timeout:1\n",
+			want: "search b.example c.example\nnameserver 10.0.0.1\nnameserver 10.0.0.2\noptions ndots:2 rotate timeout:1\n"},
+		{name: "systemd-resolved's search . is no search domain", in: "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n",
+			want: "nameserver 127.0.0.53\noptions edns0 trust-ad\n"},
+		{name: "only a lone dot is dropped; one trailing dot is trimmed from the rest", in: "search . corp.example. .. a..\n", want: "search corp.example . a.\n"},
+		{name: "an option set again, in the same line or a later one, keeps its last value", in: "options ndots:1 timeout:1 ndots:3\noptions timeout:2\n", want: "options ndots:3 timeout:2\n"},
+		{name: "ndots: with no value keeps its colon (glibc reads it as ndots:0)", in: "options ndots: rotate\n", want: "options ndots: rotate\n"},
+		{name: "a value is everything after the first colon", in: "options a:b:c :5\n", want: "options a:b:c :5\n"},
+		{name: "search domains repeated in the node's line stay, as kubelet keeps them", in: "search a.example a.example\n", want: "search a.example a.example\n"},
 		{name: "comments and blank lines are ignored", in: "# generated\n\n  nameserver 10.0.0.1  \n", want: "nameserver 10.0.0.1\n"},
 		{name: "a nameserver line without an address fails", in: "nameserver\n", wantErr: true},
+		{name: "a file of kubelet's 10 MiB limit fails", in: strings.Repeat("#", MaxFileBytes), wantErr: true},
+		{name: "a file just under the limit is read", in: "nameserver 10.0.0.1\n" + strings.Repeat("#", MaxFileBytes-21), want: "nameserver 10.0.0.1\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
