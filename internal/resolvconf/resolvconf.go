@@ -10,6 +10,7 @@ package resolvconf
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -91,17 +92,20 @@ func Parse(data string) (*Config, error) {
 			}
 		case "options":
 			for _, o := range f[1:] {
-				c.Options = setOption(c.Options, parseOption(o))
+				c.Options = setOption(c.Options, ParseOption(o))
 			}
 		}
 	}
 	return c, nil
 }
 
-// parseOption splits a file's option at its first colon; "ndots:" has an empty Value, "ndots"
-// none, and glibc and musl read the two differently (ndots:0 and nothing).
-func parseOption(s string) corev1.PodDNSConfigOption {
-	name, value, ok := strings.Cut(s, ":")
+// ParseOption splits one word of an options line as kubelet's parser, glibc and musl do: the
+// name is what precedes the first colon, and "ndots:" has an empty, non-nil Value where "ndots"
+// has none (glibc and musl read the first as ndots:0 and ignore the second). A pod option
+// written {name: "timeout:1"} reaches the file as "timeout:1", which resolvers read as timeout 1
+// although kubelet merged it under a name of its own.
+func ParseOption(word string) corev1.PodDNSConfigOption {
+	name, value, ok := strings.Cut(word, ":")
 	if !ok {
 		return corev1.PodDNSConfigOption{Name: name}
 	}
@@ -310,6 +314,25 @@ func (c Config) Option(name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// Ambiguous lists, sorted, the options a resolver reads under one name from more than one
+// differently spelled word, such as ndots:5 beside a pod's {name: "ndots:2"}. kubelet writes
+// options in a map's order and resolvers keep the last, so the value in force changes from one
+// pod start to the next.
+func (c Config) Ambiguous() []string {
+	words := map[string]string{}
+	var out []string
+	for _, o := range c.Options {
+		w := OptionString(o)
+		name := ParseOption(w).Name
+		if prev, ok := words[name]; ok && prev != w && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+		words[name] = w
+	}
+	slices.Sort(out)
+	return out
 }
 
 // OptionString renders an option of a Config as resolv.conf spells it: "name" without a

@@ -2,6 +2,7 @@ package resolvconf
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -270,6 +271,53 @@ func TestOption(t *testing.T) {
 	}{{"ndots", "5", true}, {"rotate", "", true}, {"timeout", "", false}} {
 		if v, ok := c.Option(tt.name); v != tt.value || ok != tt.ok {
 			t.Errorf("Option(%q) = %q, %v; want %q, %v", tt.name, v, ok, tt.value, tt.ok)
+		}
+	}
+}
+
+func TestAmbiguous(t *testing.T) {
+	cluster := ClusterDNS{Nameservers: []string{"10.96.0.10"}, ClusterDomain: "cluster.local", NodeResolvConf: mustParse(t, "nameserver 10.0.0.2\noptions timeout:2\n")}
+	opts := func(o ...corev1.PodDNSConfigOption) *corev1.PodDNSConfig { return &corev1.PodDNSConfig{Options: o} }
+	tests := []struct {
+		name   string
+		policy corev1.DNSPolicy
+		dc     *corev1.PodDNSConfig
+		want   []string
+	}{
+		{"a pod's ndots replaces ndots:5", corev1.DNSClusterFirst, opts(corev1.PodDNSConfigOption{Name: "ndots", Value: str("2")}), nil},
+		{"a pod option named ndots:2 is written beside ndots:5", corev1.DNSClusterFirst, opts(corev1.PodDNSConfigOption{Name: "ndots:2"}), []string{"ndots"}},
+		{"timeout:1 by name beside the node's timeout:2", corev1.DNSDefault, opts(corev1.PodDNSConfigOption{Name: "timeout:1"}), []string{"timeout"}},
+		{"the same word twice is not ambiguous", corev1.DNSDefault, opts(corev1.PodDNSConfigOption{Name: "timeout:2"}), nil},
+		{"a pod option named timeout: is written beside timeout:2", corev1.DNSDefault, opts(corev1.PodDNSConfigOption{Name: "timeout:"}), []string{"timeout"}},
+		{"timeout with an empty value replaces timeout:2 and is written bare", corev1.DNSDefault, opts(corev1.PodDNSConfigOption{Name: "timeout", Value: str("")}), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf, err := Render(pod("shop", tt.policy, false, tt.dc), cluster)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := conf.Ambiguous(); !slices.Equal(got, tt.want) {
+				t.Errorf("Ambiguous() = %q, want %q (options %s)", got, tt.want, conf)
+			}
+		})
+	}
+}
+
+func TestParseOption(t *testing.T) {
+	for _, tt := range []struct {
+		word, name, value string
+		hasValue          bool
+	}{
+		{"ndots:5", "ndots", "5", true}, {"ndots:", "ndots", "", true}, {"ndots", "ndots", "", false},
+		{"timeout:1:3", "timeout", "1:3", true}, {":5", "", "5", true},
+	} {
+		o := ParseOption(tt.word)
+		if o.Name != tt.name || (o.Value != nil) != tt.hasValue || (o.Value != nil && *o.Value != tt.value) {
+			t.Errorf("ParseOption(%q) = %s, want name %q value %q (%v)", tt.word, OptionString(o), tt.name, tt.value, tt.hasValue)
+		}
+		if OptionString(o) != tt.word {
+			t.Errorf("OptionString(ParseOption(%q)) = %q", tt.word, OptionString(o))
 		}
 	}
 }
