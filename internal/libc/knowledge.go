@@ -71,33 +71,28 @@ const (
 // conntrack race that drops one of two UDP packets sent at once from the same socket).
 type Retry struct {
 	Model RetryModel
-	// Timeout (seconds) and Attempts: the default when resolv.conf says nothing, and the
-	// largest value the resolver accepts (larger values are clamped; 0: no limit).
+	// Timeout (seconds) and Attempts as resolv.conf sets them: the default when it says
+	// nothing, and the range the resolver clamps a value to.
 	Timeout, Attempts Limit
 	// SharedSocket: A and AAAA leave from one socket, so the conntrack race applies.
 	SharedSocket bool
 	How          string
 }
 
-// Limit is a resolver setting's default and its maximum (0: none).
-type Limit struct{ Default, Max int }
+// Limit is a resolver setting's default and the range it is clamped to (Max 0: no maximum).
+type Limit struct{ Default, Min, Max int }
 
 func (l Limit) clamp(v int) int {
 	if l.Max > 0 && v > l.Max {
 		return l.Max
 	}
-	return v
+	return max(v, l.Min)
 }
 
-// LostReplyWait is how long one lost reply delays a lookup, for resolv.conf's timeout and
-// attempts (0 for either: the resolver's default). Zero when the model is unknown.
+// LostReplyWait is how long one lost reply delays a lookup for resolv.conf's timeout and
+// attempts (pass Timeout.Default and Attempts.Default for what resolv.conf does not set).
+// Zero when the model is unknown.
 func (r Retry) LostReplyWait(timeout, attempts int) time.Duration {
-	if timeout <= 0 {
-		timeout = r.Timeout.Default
-	}
-	if attempts <= 0 {
-		attempts = r.Attempts.Default
-	}
 	t := time.Duration(r.Timeout.clamp(timeout)) * time.Second
 	switch r.Model {
 	case RetryPerTry:
@@ -120,7 +115,8 @@ var Table = []Knowledge{
 			{Name: "no-reload", Since: "2.26"}, {Name: "trust-ad", Since: "2.31"},
 			{Name: "no-aaaa", Since: "2.36"}, {Name: "inet6"}, {Name: "ip6-bytestring"},
 			{Name: "ip6-dotint"}, {Name: "no-ip6-dotint"}},
-		Retry: Retry{Model: RetryPerTry, Timeout: Limit{5, 30}, Attempts: Limit{2, 5}, SharedSocket: true,
+		// send_dg waits at least a second; attempts:0 means no try at all.
+		Retry: Retry{Model: RetryPerTry, Timeout: Limit{5, 1, 30}, Attempts: Limit{2, 0, 5}, SharedSocket: true,
 			How: "timeout per try per nameserver, attempts rounds over the nameservers; A and AAAA share a socket"},
 		Ignored: "glibc does not read this option",
 		Loaders: []Loader{
@@ -149,7 +145,8 @@ var Table = []Knowledge{
 		Aliases: []string{"alpine"},
 		Source:  "musl src/network/resolvconf.c, src/network/res_msend.c",
 		Options: []Option{{Name: "ndots"}, {Name: "timeout"}, {Name: "attempts"}},
-		Retry: Retry{Model: RetrySpread, Timeout: Limit{5, 60}, Attempts: Limit{2, 10}, SharedSocket: true,
+		// Every query of a lookup leaves from one socket.
+		Retry: Retry{Model: RetrySpread, Timeout: Limit{5, 0, 60}, Attempts: Limit{2, 1, 10}, SharedSocket: true,
 			How: "timeout is the whole lookup; all nameservers in parallel, unanswered queries resent every timeout/attempts"},
 		Ignored: "musl reads only ndots, timeout and attempts; use NodeLocal DNSCache or a glibc-based image if you need this behaviour",
 		Advice: []PrefixAdvice{{"single-request", "musl always sends A and AAAA in parallel; keep timeout/attempts short " +
@@ -178,7 +175,7 @@ var Table = []Knowledge{
 		Options: []Option{{Name: "ndots"}, {Name: "timeout"}, {Name: "attempts"}, {Name: "rotate"},
 			{Name: "single-request"}, {Name: "single-request-reopen"}, {Name: "use-vc"}, {Name: "usevc"},
 			{Name: "tcp"}, {Name: "trust-ad"}, {Name: "edns0"}, {Name: "no-reload"}},
-		Retry: Retry{Model: RetryPerTry, Timeout: Limit{5, 0}, Attempts: Limit{2, 0},
+		Retry: Retry{Model: RetryPerTry, Timeout: Limit{5, 1, 0}, Attempts: Limit{2, 1, 0},
 			How: "timeout per try per nameserver, attempts rounds; every query on its own socket"},
 		Ignored: "Go's resolver ignores it (one socket per query, so the A/AAAA race does not apply); " +
 			"in a cgo build an option Go does not know makes it use libc's resolver instead",

@@ -224,15 +224,18 @@ func TestLostReplyWait(t *testing.T) {
 		timeout, attempts int
 		want              time.Duration
 	}{
-		{GLibc, 0, 0, 5 * time.Second}, // defaults
+		{GLibc, 5, 2, 5 * time.Second}, // defaults
 		{GLibc, 2, 3, 2 * time.Second}, // the shipped glibc profile
+		{GLibc, 0, 3, 1 * time.Second}, // send_dg waits at least a second
 		{GLibc, 60, 1, 30 * time.Second},
-		{Musl, 0, 0, 2500 * time.Millisecond}, // 5s / 2
+		{Musl, 5, 2, 2500 * time.Millisecond}, // defaults
 		{Musl, 2, 10, 200 * time.Millisecond}, // the shipped musl profile
 		{Musl, 2, 20, 200 * time.Millisecond}, // attempts capped at 10
 		{Musl, 120, 2, 30 * time.Second},      // timeout capped at 60
-		{Go, 0, 0, 5 * time.Second},
-		{Go, 60, 0, 60 * time.Second},
+		{Musl, 2, 0, 2 * time.Second},
+		{Go, 5, 2, 5 * time.Second},
+		{Go, 60, 2, 60 * time.Second},
+		{Go, 0, 2, 1 * time.Second},
 		{Static, 2, 2, 0},
 		{Unknown, 2, 2, 0},
 	}
