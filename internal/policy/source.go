@@ -25,7 +25,8 @@ func (s Static) Current() *Policy { return s.P }
 
 // File is a Source backed by a policy file that is re-read when its content changes. A
 // ConfigMap volume swaps a symlink, so the file is polled by content rather than watched by
-// inode. A file that is empty or stops parsing keeps the last good policy in force.
+// inode. A change applies once two polls in a row read it (so within two intervals); a file
+// that is empty or stops parsing keeps the last good policy in force.
 type File struct {
 	Path     string
 	Interval time.Duration
