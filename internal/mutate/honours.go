@@ -13,6 +13,7 @@ func Honours(l libc.Libc, option, version string) (honours, known bool) {
 // advice says what to do instead when a libc ignores an option.
 func advice(l libc.Libc, option string) string { return libc.Advice(l, option) }
 
+// set makes a membership map (override.go checks container names with it).
 func set(names ...string) map[string]bool {
 	m := make(map[string]bool, len(names))
 	for _, n := range names {
