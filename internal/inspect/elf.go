@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"strings"
 
 	"github.com/dns-tuner/dns-tuner/internal/libc"
@@ -185,19 +184,9 @@ func (s *sparse) ReadAt(p []byte, off int64) (int, error) {
 	return 0, io.EOF
 }
 
-// interpLibc maps a PT_INTERP to its libc by the loader's name, for every architecture:
-// ld-musl-<arch>.so.1; glibc's ld-linux*.so.* (x86, arm, aarch64, riscv…), ld64.so.*
-// (ppc64le, s390x) and ld.so.1 (mips, ppc32).
-func interpLibc(interp string) libc.Libc {
-	b := path.Base(interp)
-	switch {
-	case strings.HasPrefix(b, "ld-musl-"):
-		return libc.Musl
-	case strings.HasPrefix(b, "ld-linux"), strings.HasPrefix(b, "ld64.so."), b == "ld.so.1", strings.HasPrefix(b, "ld-2."):
-		return libc.GLibc
-	}
-	return libc.Unknown
-}
+// interpLibc maps a PT_INTERP to its libc by the loader's name, for every architecture
+// (libc.Table's loader names).
+func interpLibc(interp string) libc.Libc { return libc.ByLoader(interp) }
 
 // goSettings describes the resolver-relevant build settings.
 func goSettings(bi *buildinfo.BuildInfo) (cgo *bool, netgo bool, desc string) {

@@ -304,11 +304,12 @@ func touchKey(name string) string {
 	return p
 }
 
+// Base markers and glibc's version probes come from libc.Table; release files name the distro.
 var (
-	muslLoaderRE  = regexp.MustCompile(`^/(usr/)?lib/ld-musl-[^/]+\.so\.1$`)
-	glibcRE       = regexp.MustCompile(`^/(usr/)?lib(32|64|x32)?/([^/]+-linux-gnu[^/]*/)?(ld-linux[^/]*\.so\.[0-9]+|ld64\.so\.[0-9]+|libc\.so\.6|libc-2\.[0-9]+\.so|ld-2\.[0-9]+\.so)$`)
-	glibcFileVer  = regexp.MustCompile(`^(?:libc|ld)-(2\.[0-9]+)\.so$`)
-	glibcContent  = regexp.MustCompile(`release version (2\.[0-9]+)`)
+	muslLoaderRE  = libc.About(libc.Musl).Markers
+	glibcRE       = libc.About(libc.GLibc).Markers
+	glibcFileVer  = libc.About(libc.GLibc).VersionInName
+	glibcContent  = libc.About(libc.GLibc).VersionInContent
 	releaseFileRE = regexp.MustCompile(`^/(etc/alpine-release|etc/os-release|usr/lib/os-release)$`)
 )
 

@@ -1,10 +1,12 @@
 // Package libc names the C libraries (and libc-free runtimes) whose resolvers dns-tuner
-// tunes, and the Detector interface that decides which one a container uses.
+// tunes, holds what is known about each (Table, in knowledge.go), and the Detector interface
+// that decides which one a container uses.
 package libc
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -20,25 +22,29 @@ const (
 	Unknown Libc = "unknown" // not decided; the policy's unknown profile applies
 )
 
-// All lists every libc in the order profiles are documented and merged.
-var All = []Libc{GLibc, Musl, Go, Static, Unknown}
-
-// Parse accepts a libc name as an operator writes it (case-insensitive, "golang" and
-// "alpine" as aliases) and rejects anything else.
-func Parse(s string) (Libc, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "glibc", "gnu":
-		return GLibc, nil
-	case "musl", "alpine":
-		return Musl, nil
-	case "go", "golang":
-		return Go, nil
-	case "static":
-		return Static, nil
-	case "unknown":
-		return Unknown, nil
+// All lists every libc in the order profiles are documented and merged (Table's order).
+var All = func() []Libc {
+	all := make([]Libc, len(Table))
+	for i, k := range Table {
+		all[i] = k.Libc
 	}
-	return "", fmt.Errorf("unknown libc %q: want one of glibc, musl, go, static, unknown", s)
+	return all
+}()
+
+// Parse accepts a libc name as an operator writes it (case-insensitive, with the aliases in
+// Table such as "golang" and "alpine") and rejects anything else.
+func Parse(s string) (Libc, error) {
+	name := strings.ToLower(strings.TrimSpace(s))
+	for _, k := range Table {
+		if name == string(k.Libc) || slices.Contains(k.Aliases, name) {
+			return k.Libc, nil
+		}
+	}
+	names := make([]string, len(All))
+	for i, l := range All {
+		names[i] = string(l)
+	}
+	return "", fmt.Errorf("unknown libc %q: want one of %s", s, strings.Join(names, ", "))
 }
 
 // Source says which tier produced a verdict.

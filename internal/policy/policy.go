@@ -5,7 +5,11 @@ package policy
 import (
 	"bytes"
 	_ "embed"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,19 +121,46 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 
 // Default returns the embedded default policy: cluster mode off, so namespaces opt in.
 func Default() *Policy {
-	p, err := Parse(defaultYAML)
+	p, err := parseOnto(&Policy{}, defaultYAML)
 	if err != nil {
 		panic("embedded default policy is invalid: " + err.Error())
 	}
 	return p
 }
 
+// ErrEmpty is returned for a policy with no settings at all: an empty, white-space or
+// comment-only file. That is what a reload sees while a file is being rewritten, so it must
+// not silently mean "the default" (mode off). Write {} to ask for the defaults.
+var ErrEmpty = errors.New("policy is empty (write {} for the defaults)")
+
 // Parse reads a policy. Fields not given keep the embedded default's values except
 // profiles, which are replaced per libc, so a file can change one profile and keep the rest.
+// Empty or unparsable data is an error; the default applies only when no file is configured.
 func Parse(data []byte) (*Policy, error) {
-	p := &Policy{}
-	if len(defaultYAML) > 0 && !bytes.Equal(data, defaultYAML) {
-		p = Default()
+	return parseOnto(Default(), data)
+}
+
+func parseOnto(p *Policy, data []byte) (*Policy, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, ErrEmpty
+	}
+	j, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("parsing policy: %w", err)
+	}
+	if string(bytes.TrimSpace(j)) == "null" {
+		return nil, ErrEmpty
+	}
+	// A key without a value would silently keep the default ("mode:" is mode off): that is
+	// also what a file cut after a key looks like.
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(j, &top); err != nil {
+		return nil, fmt.Errorf("parsing policy: %w", err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(top)) {
+		if string(top[k]) == "null" {
+			return nil, fmt.Errorf("parsing policy: %s has no value (leave the key out for the default)", k)
+		}
 	}
 	base := p.Profiles
 	p.Profiles = nil

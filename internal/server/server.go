@@ -14,6 +14,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/dns-tuner/dns-tuner/internal/metrics"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
 	"github.com/dns-tuner/dns-tuner/webhook"
 )
@@ -34,7 +35,14 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) erro
 			return fmt.Errorf("loading kubeconfig: %w", err)
 		}
 	}
-	pol := &policy.File{Path: o.ConfigFile, Interval: o.PolicyReload, AlwaysExcluded: []string{o.Namespace}, Log: log.WithName("policy")}
+	pol := &policy.File{Path: o.ConfigFile, Interval: o.PolicyReload, AlwaysExcluded: []string{o.Namespace}, Log: log.WithName("policy"),
+		OnReload: func(err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			metrics.PolicyReloads.WithLabelValues(result).Inc()
+		}}
 	if err := pol.Load(); err != nil {
 		return err
 	}
