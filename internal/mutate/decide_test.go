@@ -13,17 +13,18 @@ import (
 
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/policy/policytest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 
 func ptr(s string) *string { return &s }
 
-func pod(mut ...func(*corev1.Pod)) *corev1.Pod {
-	p := &corev1.Pod{}
-	p.Namespace = "shop"
-	p.GenerateName = "web-"
-	p.Spec.Containers = []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}
+func pod(mut ...func(*Pod)) *Pod {
+	p := &Pod{}
+	p.Metadata.Namespace = "shop"
+	p.Metadata.GenerateName = "web-"
+	p.Spec.Containers = []PodContainer{{Name: "app", Image: "registry.example/app:1"}}
 	for _, m := range mut {
 		m(p)
 	}
@@ -38,15 +39,15 @@ func containers(pairs ...string) []Container {
 	return out
 }
 
-func withSidecar(p *corev1.Pod) {
-	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "sidecar", Image: "registry.example/proxy:1"})
+func withSidecar(p *Pod) {
+	p.Spec.Containers = append(p.Spec.Containers, PodContainer{Name: "sidecar", Image: "registry.example/proxy:1"})
 }
 
 // TestDecide covers every dnsPolicy, each libc, mixed pods, user-set options and
 // reinvocation. Patches and warnings are golden files: go test ./internal/mutate -update.
 func TestDecide(t *testing.T) {
-	def := policy.Default()
-	ndots := policy.Default()
+	def := policytest.Policy()
+	ndots := policytest.Policy()
 	ndots.Ndots = "2"
 	enforce := ModeDecision{Mode: policy.Enforce, Reason: "namespace label dns-tuner.io/mode=enforce"}
 	audit := ModeDecision{Mode: policy.Audit, Reason: "namespace label dns-tuner.io/mode=audit"}
@@ -54,7 +55,7 @@ func TestDecide(t *testing.T) {
 	tests := []struct {
 		name       string
 		p          *policy.Policy
-		pod        *corev1.Pod
+		pod        *Pod
 		mode       ModeDecision
 		containers []Container
 		status     string
@@ -66,36 +67,41 @@ func TestDecide(t *testing.T) {
 		{"unknown-warns", def, pod(), enforce, []Container{{Name: "app", Verdict: libc.Verdict{Libc: libc.Unknown, Reason: "registry unreachable"}}}, StatusUnchanged, ""},
 		{"mixed-glibc-musl", def, pod(withSidecar), enforce, containers("app", "glibc", "sidecar", "musl"), StatusInjected, "single-request-reopen,timeout:2,attempts:10"},
 		{"mixed-glibc-go", def, pod(withSidecar), enforce, containers("app", "glibc", "sidecar", "go"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
-		{"user-values-win", def, pod(func(p *corev1.Pod) {
+		{"user-values-win", def, pod(func(p *Pod) {
 			p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "timeout", Value: ptr("5")}, {Name: "edns0"}}}
 		}), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,attempts:3"},
-		{"user-single-request-is-enough", def, pod(func(p *corev1.Pod) {
+		{"user-single-request-is-enough", def, pod(func(p *Pod) {
 			p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "single-request"}}}
 		}), enforce, containers("app", "glibc"), StatusInjected, "timeout:2,attempts:3"},
-		{"dnsconfig-without-options", def, pod(func(p *corev1.Pod) {
+		{"dnsconfig-without-options", def, pod(func(p *Pod) {
 			p.Spec.DNSConfig = &corev1.PodDNSConfig{Searches: []string{"corp.example"}}
 		}), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
-		{"all-set-already", def, pod(func(p *corev1.Pod) {
+		{"all-set-already", def, pod(func(p *Pod) {
 			p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "single-request-reopen"}, {Name: "timeout", Value: ptr("1")}, {Name: "attempts", Value: ptr("2")}}}
 		}), enforce, containers("app", "glibc"), StatusUnchanged, ""},
 		{"audit-glibc", def, pod(), audit, containers("app", "glibc"), StatusAudit, "single-request-reopen,timeout:2,attempts:3"},
 		{"audit-mixed", def, pod(withSidecar), audit, containers("app", "glibc", "sidecar", "musl"), StatusAudit, "single-request-reopen,timeout:2,attempts:10"},
-		{"hostnetwork-clusterfirst-falls-back", def, pod(func(p *corev1.Pod) { p.Spec.HostNetwork = true }), enforce, containers("app", "glibc"), StatusSkipped, ""},
-		{"hostnetwork-clusterfirstwithhostnet", def, pod(func(p *corev1.Pod) {
+		{"hostnetwork-clusterfirst-falls-back", def, pod(func(p *Pod) { p.Spec.HostNetwork = true }), enforce, containers("app", "glibc"), StatusSkipped, ""},
+		{"hostnetwork-clusterfirstwithhostnet", def, pod(func(p *Pod) {
 			p.Spec.HostNetwork, p.Spec.DNSPolicy = true, corev1.DNSClusterFirstWithHostNet
 		}), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
-		{"clusterfirstwithhostnet-no-hostnetwork", def, pod(func(p *corev1.Pod) { p.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet }), enforce, containers("app", "musl"), StatusInjected, "timeout:2,attempts:10"},
-		{"dnspolicy-default", def, pod(func(p *corev1.Pod) { p.Spec.DNSPolicy = corev1.DNSDefault }), enforce, containers("app", "glibc"), StatusSkipped, ""},
-		{"dnspolicy-none", ndots, pod(func(p *corev1.Pod) {
+		{"clusterfirstwithhostnet-no-hostnetwork", def, pod(func(p *Pod) { p.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet }), enforce, containers("app", "musl"), StatusInjected, "timeout:2,attempts:10"},
+		{"dnspolicy-default", def, pod(func(p *Pod) { p.Spec.DNSPolicy = corev1.DNSDefault }), enforce, containers("app", "glibc"), StatusSkipped, ""},
+		{"dnspolicy-none", ndots, pod(func(p *Pod) {
 			p.Spec.DNSPolicy = corev1.DNSNone
 			p.Spec.DNSConfig = &corev1.PodDNSConfig{Nameservers: []string{"10.96.0.10"}, Options: []corev1.PodDNSConfigOption{{Name: "ndots", Value: ptr("1")}}}
 		}), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
 		{"policy-ndots", ndots, pod(), enforce, containers("app", "musl"), StatusInjected, "timeout:2,attempts:10,ndots:2"},
-		{"existing-annotations", def, pod(func(p *corev1.Pod) { p.Annotations = map[string]string{"team": "payments/checkout"} }), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
-		{"init-container-musl", def, pod(func(p *corev1.Pod) {
-			p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "alpine"}}
+		{"existing-annotations", def, pod(func(p *Pod) { p.Metadata.Annotations = map[string]string{"team": "payments/checkout"} }), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
+		{"init-container-musl", def, pod(func(p *Pod) {
+			p.Spec.InitContainers = []PodContainer{{Name: "migrate", Image: "alpine"}}
 		}), enforce, []Container{{Name: "migrate", Init: true, Verdict: libc.Verdict{Libc: libc.Musl}}, {Name: "app", Verdict: libc.Verdict{Libc: libc.Go}}}, StatusInjected, "timeout:2,attempts:10"},
-		{"old-glibc-ignores-no-aaaa", def, pod(func(p *corev1.Pod) {
+		// The API accepts {name: "timeout:1"}; kubelet writes it as timeout:1, so it is the
+		// pod's timeout and must not get a timeout:2 beside it (kubelet's map order would pick).
+		{"option-value-in-name", def, pod(func(p *Pod) {
+			p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "timeout:1"}, {Name: "attempts:5", Value: ptr("")}}}
+		}), enforce, containers("app", "musl"), StatusUnchanged, ""},
+		{"old-glibc-ignores-no-aaaa", def, pod(func(p *Pod) {
 			p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "no-aaaa"}}}
 		}), enforce, []Container{{Name: "app", Verdict: libc.Verdict{Libc: libc.GLibc, Version: "2.31"}}}, StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
 	}
@@ -137,7 +143,7 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-func hasOption(p *corev1.Pod, want policy.Option) bool {
+func hasOption(p *Pod, want policy.Option) bool {
 	if p.Spec.DNSConfig == nil {
 		return false
 	}
@@ -149,7 +155,7 @@ func hasOption(p *corev1.Pod, want policy.Option) bool {
 	return false
 }
 
-func applyPatch(t *testing.T, p *corev1.Pod, ops any) *corev1.Pod {
+func applyPatch(t *testing.T, p *Pod, ops any) *Pod {
 	t.Helper()
 	raw, err := json.Marshal(p)
 	if err != nil {
@@ -167,11 +173,11 @@ func applyPatch(t *testing.T, p *corev1.Pod, ops any) *corev1.Pod {
 	if err != nil {
 		t.Fatalf("patch does not apply: %v\n%s", err, patchJSON)
 	}
-	var res corev1.Pod
-	if err := json.Unmarshal(out, &res); err != nil {
+	res, err := DecodePod(out)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &res
+	return res
 }
 
 func golden(t *testing.T, v any) {
@@ -198,7 +204,7 @@ func golden(t *testing.T, v any) {
 }
 
 func TestWantedOptionsMixedNotes(t *testing.T) {
-	opts, notes := WantedOptions(policy.Default(), containers("a", "glibc", "b", "musl"), true)
+	opts, notes := WantedOptions(policytest.Policy(), containers("a", "glibc", "b", "musl"), true)
 	if got := strings.Join(optionStrings(opts), ","); got != "single-request-reopen,timeout:2,attempts:10" {
 		t.Fatalf("options = %s", got)
 	}
