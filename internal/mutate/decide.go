@@ -318,9 +318,16 @@ func unknownWarning(containers []Container) string {
 	if len(names) == 0 {
 		return ""
 	}
-	const head, tail = "dns-tuner: libc of container ", " unknown"
+	const tail = " unknown"
 	const hint = "; set annotation " + AnnotationLibc + " to choose"
-	list := nameList(names, MaxWarning-len(head)-len(tail)-len(hint)-20)
+	head := "dns-tuner: libc of container "
+	if len(names) > 1 {
+		head = "dns-tuner: libc of containers "
+	}
+	list := nameList(names, MaxWarning-len(head)-len(tail)-len(hint))
+	if list == "" {
+		head, list = "dns-tuner: libc of ", fmt.Sprintf("%d containers", len(names))
+	}
 	if len(names) == 1 && reason != "" {
 		return withDetail(head+list+tail, " ("+reason+")", "", hint)
 	}
@@ -352,6 +359,9 @@ func ignoredWarnings(ignored []Ignored) []string {
 		}
 		verb := " ignores option " + clip(k.option, 40)
 		list := nameList(names[k], MaxWarning-len(head)-len(verb))
+		if list == "" {
+			head, list = fmt.Sprintf("dns-tuner: %s in ", k.libc), fmt.Sprintf("%d containers", len(names[k]))
+		}
 		out = append(out, withDetail(head+list+verb, hint, "", ""))
 	}
 	return out

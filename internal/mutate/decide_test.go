@@ -3,6 +3,7 @@ package mutate
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,6 +126,26 @@ func TestDecide(t *testing.T) {
 			}
 			golden(t, map[string]any{"patch": ops, "warnings": plan.Warnings, "notes": plan.Notes})
 
+			// Finding 7: every warning fits admission/v1's 120 characters, whatever libc each
+			// container has and however long its name.
+			checkWarnings(t, plan.Warnings)
+			for _, l := range libc.All {
+				for _, long := range []bool{false, true} {
+					cs := make([]Container, len(tt.containers))
+					for i, c := range tt.containers {
+						c.Verdict = libc.Verdict{Libc: l, Version: c.Verdict.Version, Reason: c.Verdict.Reason}
+						if long {
+							c.Name = strings.Repeat(c.Name, 63)[:63]
+							c.Verdict.Reason = strings.Repeat("registry unreachable ", 20)
+						}
+						cs[i] = c
+					}
+					for _, md := range []ModeDecision{enforce, audit} {
+						checkWarnings(t, Decide(tt.p, tt.pod, md, cs).Warnings)
+					}
+				}
+			}
+
 			// Apply the patch to the pod as JSON and decide again: a reinvocation must add
 			// nothing, and the pod must decode with the options kubelet will render.
 			after := applyPatch(t, tt.pod, ops)
@@ -140,6 +161,15 @@ func TestDecide(t *testing.T) {
 				t.Errorf("second pass is not a no-op: %v", ops2)
 			}
 		})
+	}
+}
+
+func checkWarnings(t *testing.T, warnings []string) {
+	t.Helper()
+	for _, w := range warnings {
+		if len(w) > MaxWarning {
+			t.Errorf("warning of %d bytes (max %d): %q", len(w), MaxWarning, w)
+		}
 	}
 }
 
@@ -222,6 +252,83 @@ func TestMergeValue(t *testing.T) {
 	for _, tt := range tests {
 		if got := *mergeValue(tt.name, &tt.a, &tt.b); got != tt.want {
 			t.Errorf("mergeValue(%s, %s, %s) = %s, want %s", tt.name, tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+// Warnings stay within 120 characters when what they quote is long: an invalid mode, a
+// long option name from the policy, many containers.
+func TestWarningsFit(t *testing.T) {
+	p := policytest.Enforcing()
+	p.Profiles[libc.Musl] = policy.Profile{Inject: []policy.Option{{Name: strings.Repeat("very-long-option-", 8)}, {Name: "timeout", Value: ptr("2")}}}
+	md := ResolveMode(p, "shop", map[string]string{LabelMode: strings.Repeat("x", 63)}, &Pod{Metadata: PodMeta{Annotations: map[string]string{AnnotationMode: strings.Repeat("nope", 1000)}}})
+	if len(md.Warnings) != 2 {
+		t.Fatalf("want 2 mode warnings, got %q", md.Warnings)
+	}
+	checkWarnings(t, md.Warnings)
+	audit := ModeDecision{Mode: policy.Audit, Reason: strings.Repeat("r", 500)}
+	for _, n := range []int{1, 2, 50} {
+		var cs []Container
+		for i := range n {
+			cs = append(cs, Container{Name: fmt.Sprintf("%s-%d", strings.Repeat("n", 58), i), Verdict: libc.Verdict{Libc: []libc.Libc{libc.Musl, libc.GLibc, libc.Unknown}[i%3], Reason: "registry unreachable"}})
+		}
+		for _, m := range []ModeDecision{md, audit} {
+			plan := Decide(p, pod(), m, cs)
+			if len(plan.Warnings) == 0 {
+				t.Errorf("%d containers: no warnings", n)
+			}
+			checkWarnings(t, plan.Warnings)
+		}
+	}
+}
+
+// Finding 8, admission half: the API accepts an option whose name carries its value
+// ({name: "timeout:1"}); kubelet writes it as timeout:1, so it is the pod's timeout.
+// Before the fix dns-tuner added timeout:2 beside it, and kubelet's map order decided
+// which one the resolver read.
+func TestOptionValueInName(t *testing.T) {
+	tests := []struct {
+		name       string
+		opts       []corev1.PodDNSConfigOption
+		libc       string
+		wantInject string
+	}{
+		{"timeout in the name", []corev1.PodDNSConfigOption{{Name: "timeout:1"}}, "musl", "attempts:10,ndots:3"},
+		{"attempts in the name, empty value", []corev1.PodDNSConfigOption{{Name: "attempts:4", Value: ptr("")}}, "musl", "timeout:2,ndots:3"},
+		{"ndots in the name", []corev1.PodDNSConfigOption{{Name: "ndots:2"}}, "glibc", "single-request-reopen,timeout:2,attempts:3"},
+		{"all three", []corev1.PodDNSConfigOption{{Name: "timeout:1"}, {Name: "attempts:4"}, {Name: "ndots:1"}}, "musl", ""},
+		{"single-request in the name is still single-request", []corev1.PodDNSConfigOption{{Name: "single-request:"}}, "glibc", "timeout:2,attempts:3,ndots:3"},
+	}
+	p := policytest.Policy()
+	p.Ndots = "3"
+	enforce := ModeDecision{Mode: policy.Enforce, Reason: "test"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pd := pod(func(p *Pod) { p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: tt.opts} })
+			plan := Decide(p, pd, enforce, containers("app", tt.libc))
+			if got := strings.Join(optionStrings(plan.Inject), ","); got != tt.wantInject {
+				t.Errorf("inject = %q, want %q", got, tt.wantInject)
+			}
+			if len(plan.Ignored) != 0 {
+				t.Errorf("the pod's own options reported as ignored: %+v", plan.Ignored)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		in   corev1.PodDNSConfigOption
+		name string
+		val  *string
+	}{
+		{corev1.PodDNSConfigOption{Name: "timeout:1"}, "timeout", ptr("1")},
+		{corev1.PodDNSConfigOption{Name: "timeout:1", Value: ptr("")}, "timeout", ptr("1")},
+		{corev1.PodDNSConfigOption{Name: "timeout:1", Value: ptr("3")}, "timeout:1", ptr("3")}, // kubelet writes timeout:1:3
+		{corev1.PodDNSConfigOption{Name: "ndots:"}, "ndots", ptr("")},
+		{corev1.PodDNSConfigOption{Name: "edns0"}, "edns0", nil},
+		{corev1.PodDNSConfigOption{Name: "ndots", Value: ptr("2")}, "ndots", ptr("2")},
+	} {
+		got := CanonicalOption(tt.in)
+		if got.Name != tt.name || !equalValue(got.Value, tt.val) {
+			t.Errorf("CanonicalOption(%s) = %s", policy.OptionString(tt.in), policy.OptionString(got))
 		}
 	}
 }

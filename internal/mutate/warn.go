@@ -34,8 +34,8 @@ func clip(s string, n int) string {
 // rest of the message.
 func quoted(s string) string { return strconv.Quote(clip(s, 24)) }
 
-// nameList renders quoted names in at most room bytes: `"a", "b" and 3 more`, or
-// "5 containers" when not even one name fits.
+// nameList renders quoted names in at most room bytes: `"a", "b" and 3 more`, or ""
+// when not even one name fits.
 func nameList(names []string, room int) string {
 	var b strings.Builder
 	for i, n := range names {
@@ -51,7 +51,7 @@ func nameList(names []string, room int) string {
 		// Keep room for " and N more" unless this is the last name.
 		if b.Len()+len(sep)+len(q)+len(more) > room {
 			if i == 0 {
-				return fmt.Sprintf("%d containers", len(names))
+				return ""
 			}
 			return b.String() + fmt.Sprintf(" and %d more", len(names)-i)
 		}
