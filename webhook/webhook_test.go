@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,4 +226,26 @@ func checkWarnings(t *testing.T, warnings []string) {
 			t.Errorf("warning of %d bytes (max %d): %q", len(w), mutate.MaxWarning, w)
 		}
 	}
+}
+
+// The policy's inspection.maxImagesPerPod bounds what one admission sends to the detector.
+func TestHandleBoundsImagesPerPod(t *testing.T) {
+	var calls atomic.Int64
+	det := detectorFunc(func(context.Context, libc.Target) (libc.Verdict, error) {
+		calls.Add(1)
+		return libc.Verdict{Libc: libc.GLibc}, nil
+	})
+	p := policytest.Policy()
+	p.Inspection.MaxImagesPerPod = 2
+	m := newMutator(t, det, p, nil)
+	pod := testPod("a", "b", "c")
+	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "fourth", Image: "a"})
+	resp := m.Handle(context.Background(), request(t, "shop", admissionv1.Create, pod))
+	if n := calls.Load(); n != 2 {
+		t.Errorf("detector called %d times, want 2", n)
+	}
+	if got := annotationOps(resp)[mutate.AnnotationDetectedLibc]; got != "app=glibc,sidecar=glibc,third=unknown,fourth=glibc" {
+		t.Errorf("detected-libc = %q", got)
+	}
+	checkWarnings(t, resp.Warnings)
 }
