@@ -171,6 +171,7 @@ func TestAdmission(t *testing.T) {
 				t.Fatalf("creating pod: %v", err)
 			}
 			warned := warnings.take()
+			checkWarningLengths(t, warned)
 			t.Cleanup(func() { _ = clientset.CoreV1().Pods(tt.namespace).Delete(ctx, got.Name, metav1.DeleteOptions{}) })
 
 			if o := options(got); !slices.Equal(o, tt.wantOptions) {
