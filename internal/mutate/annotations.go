@@ -52,11 +52,16 @@ func FitAnnotations(existing, own map[string]string) (kept map[string]string, dr
 			base += len(k) + len(v)
 		}
 	}
-	kept = make(map[string]string, len(own))
 	size := base
 	for k, v := range own {
-		kept[k] = v
 		size += len(k) + len(v)
+	}
+	if size <= MaxAnnotationBytes { // nearly always: nothing to copy
+		return own, nil
+	}
+	kept = make(map[string]string, len(own))
+	for k, v := range own {
+		kept[k] = v
 	}
 	// A key dropped from own leaves the pod's existing value in place: count it again.
 	drop := func(k string) {
