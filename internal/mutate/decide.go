@@ -324,14 +324,23 @@ func unknownWarning(containers []Container) string {
 	if len(names) > 1 {
 		head = "dns-tuner: libc of containers "
 	}
-	list := nameList(names, MaxWarning-len(head)-len(tail)-len(hint))
+	list := nameList(names, MaxWarning-len(head)-len(tail))
 	if list == "" {
-		head, list = "dns-tuner: libc of ", fmt.Sprintf("%d containers", len(names))
+		head, list = "dns-tuner: libc of ", countContainers(len(names))
 	}
+	// The longest that fits: with the reason (one container) and the hint, the hint alone,
+	// or neither.
+	w := head + list + tail
+	var candidates []string
 	if len(names) == 1 && reason != "" {
-		return withDetail(head+list+tail, " ("+reason+")", "", hint)
+		candidates = append(candidates, w+" ("+reason+")"+hint)
 	}
-	return ClipWarning(head + list + tail + hint)
+	for _, c := range append(candidates, w+hint) {
+		if len(c) <= MaxWarning {
+			return c
+		}
+	}
+	return ClipWarning(w)
 }
 
 // ignoredWarnings say, once per libc and option, which containers will not read an option;
@@ -360,9 +369,9 @@ func ignoredWarnings(ignored []Ignored) []string {
 		verb := " ignores option " + clip(k.option, 40)
 		list := nameList(names[k], MaxWarning-len(head)-len(verb))
 		if list == "" {
-			head, list = fmt.Sprintf("dns-tuner: %s in ", k.libc), fmt.Sprintf("%d containers", len(names[k]))
+			head, list = fmt.Sprintf("dns-tuner: %s in ", k.libc), countContainers(len(names[k]))
 		}
-		out = append(out, withDetail(head+list+verb, hint, "", ""))
+		out = append(out, withHint(head+list+verb, hint))
 	}
 	return out
 }

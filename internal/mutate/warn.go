@@ -60,11 +60,17 @@ func nameList(names []string, room int) string {
 	return b.String()
 }
 
-// withDetail inserts detail between head and tail when the whole fits in MaxWarning bytes,
-// else the fallback (which may be empty).
-func withDetail(head, detail, fallback, tail string) string {
-	if s := head + detail + tail; len(s) <= MaxWarning {
-		return s
+// withHint is w followed by hint when that fits in MaxWarning bytes, else w alone.
+func withHint(w, hint string) string {
+	if len(w)+len(hint) <= MaxWarning {
+		return w + hint
 	}
-	return ClipWarning(head + fallback + tail)
+	return ClipWarning(w)
+}
+
+func countContainers(n int) string {
+	if n == 1 {
+		return "1 container"
+	}
+	return fmt.Sprintf("%d containers", n)
 }
