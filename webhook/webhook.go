@@ -6,10 +6,9 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -43,82 +42,78 @@ type PodMutator struct {
 	APIReader client.Reader
 	Detector  libc.Detector
 	Log       logr.Logger
-
-	decisionsOnce sync.Once
-	decisions     *decisionCache
 }
-
-// decisionCacheSize bounds memoised decisions: one per distinct pod shape, so a few
-// thousand cover a large cluster's ReplicaSets.
-const decisionCacheSize = 4096
 
 var _ admission.Handler = &PodMutator{}
 
-// Handle implements admission.Handler.
+// Handle implements admission.Handler. Every trouble of dns-tuner's own ends in failOpen:
+// the pod is allowed with its spec unchanged.
 func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp admission.Response) {
 	if req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		return admission.Allowed("dns-tuner only acts on pod creation")
 	}
-	pod, err := decodePod(req.Object.Raw)
-	if err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
-	}
-	namespace := req.Namespace
-	if namespace == "" {
-		namespace = pod.Namespace
-	}
-	// Built only when something is logged: zap encodes With fields eagerly.
-	log := func() logr.Logger {
-		return m.Log.WithValues("namespace", namespace, "pod", mutate.PodName(pod), "uid", string(req.UID))
-	}
+	var pod *mutate.Pod
 	defer func() {
 		if r := recover(); r != nil {
-			log().Error(fmt.Errorf("%v", r), "panic while deciding; allowing the pod unchanged")
-			resp = failOpen(pod, "internal", fmt.Sprintf("dns-tuner internal error: %v", r))
+			resp = m.failOpen(req, pod, "panic", fmt.Errorf("panic: %v", r))
 		}
 	}()
 
 	p := m.Policy.Current()
+	if p.Excluded(req.Namespace) {
+		metrics.Admissions.WithLabelValues(string(policy.Off), "off", "none").Inc()
+		return admission.Allowed("namespace excluded by dns-tuner policy")
+	}
+	pod, err := mutate.DecodePod(req.Object.Raw)
+	if err != nil {
+		return m.failOpen(req, nil, "decode", err)
+	}
+	namespace := req.Namespace
+	if namespace == "" {
+		namespace = pod.Metadata.Namespace
+	}
 	if p.Excluded(namespace) {
 		metrics.Admissions.WithLabelValues(string(policy.Off), "off", "none").Inc()
 		return admission.Allowed("namespace excluded by dns-tuner policy")
 	}
 	nsLabels, err := m.namespaceLabels(ctx, namespace)
 	if err != nil {
-		log().Error(err, "reading namespace labels failed; allowing the pod unchanged")
-		return failOpen(pod, "namespace_lookup", fmt.Sprintf("could not read namespace %s: %v", namespace, err))
+		return m.failOpen(req, pod, "namespace_lookup", fmt.Errorf("could not read namespace %s: %w", namespace, err))
 	}
-	md := mutate.ResolveMode(p, namespace, nsLabels, pod.Annotations)
+	md := mutate.ResolveMode(p, namespace, nsLabels, pod)
 	if md.Mode == policy.Off {
 		metrics.Admissions.WithLabelValues(string(policy.Off), "off", "none").Inc()
 		return admission.Allowed(md.Reason).WithWarnings(md.Warnings...)
 	}
 
-	budget := p.Inspection.Budget.Duration
-	if budget <= 0 {
-		budget = DefaultBudget
+	lim := verdicts.Limits{Budget: p.Inspection.Budget.Duration, MaxImages: p.Inspection.MaxImagesPerPod}
+	if lim.Budget <= 0 {
+		lim.Budget = DefaultBudget
 	}
-	containers, warnings := verdicts.DetectContainers(ctx, m.Detector, budget, namespace, pod)
-	m.decisionsOnce.Do(func() { m.decisions = newDecisionCache(decisionCacheSize) })
-	d, err := m.decisions.decide(p, pod, md, containers)
-	if err != nil {
-		log().Error(err, "encoding the patch failed; allowing the pod unchanged")
-		return failOpen(pod, "internal", fmt.Sprintf("dns-tuner internal error: %v", err))
-	}
-	plan := d.plan
+	containers, warnings := verdicts.DetectContainers(ctx, m.Detector, lim, namespace, pod)
+	plan := mutate.Decide(p, pod, md, containers)
 	warnings = append(warnings, plan.Warnings...)
+	var patch []byte
+	if ops := mutate.Patch(pod, plan); len(ops) > 0 {
+		// Encoded here rather than by controller-runtime, which answers an encoding error
+		// with Errored: a denial.
+		if patch, err = json.Marshal(ops); err != nil {
+			return m.failOpen(req, pod, "patch", fmt.Errorf("encoding the patch: %w", err))
+		}
+	}
 
 	for _, l := range distinctLibcs(containers) {
 		metrics.Admissions.WithLabelValues(string(plan.Mode), plan.Status, string(l)).Inc()
 	}
 	if l := m.Log.V(1); l.Enabled() {
-		log().V(1).Info("decided", "mode", plan.Mode, "status", plan.Status, "reason", plan.Reason,
+		l.Info("decided", "namespace", namespace, "pod", mutate.PodName(pod), "uid", string(req.UID),
+			"mode", plan.Mode, "status", plan.Status, "reason", plan.Reason,
 			"inject", len(plan.Inject), "ignored", len(plan.Ignored), "notes", plan.Notes)
 	}
 	resp = admission.Allowed(plan.Reason).WithWarnings(warnings...)
-	if d.patch != nil {
+	if patch != nil {
 		pt := admissionv1.PatchTypeJSONPatch
-		resp.Patch, resp.PatchType = d.patch, &pt
+		resp.Patch, resp.PatchType = patch, &pt
 	}
 	return resp
 }
@@ -139,13 +134,40 @@ func (m *PodMutator) namespaceLabels(ctx context.Context, name string) (map[stri
 	return ns.Labels, nil
 }
 
-// failOpen lets the pod through unchanged except for annotations that say why.
-func failOpen(pod *corev1.Pod, reason, message string) admission.Response {
+// failOpen lets the pod through with its spec unchanged after trouble of dns-tuner's own:
+// one log line, the fail-open metric by reason, a short warning, and annotations saying why
+// when the pod's metadata could be read (pod is nil when the object did not decode).
+func (m *PodMutator) failOpen(req admission.Request, pod *mutate.Pod, reason string, err error) admission.Response {
 	metrics.FailOpen.WithLabelValues(reason).Inc()
 	metrics.Admissions.WithLabelValues("unknown", mutate.StatusError, "none").Inc()
-	plan := mutate.Plan{Annotations: map[string]string{mutate.AnnotationStatus: mutate.StatusError, mutate.AnnotationReason: message}}
-	ops := mutate.Patch(pod, plan)
-	return admission.Patched(message, ops...).WithWarnings("dns-tuner: " + message + "; pod admitted unchanged")
+	var meta mutate.PodMeta
+	readable := pod != nil
+	if readable {
+		meta = pod.Metadata
+	} else {
+		meta, readable = mutate.DecodeMeta(req.Object.Raw)
+	}
+	m.Log.Error(err, "dns-tuner trouble; pod admitted unchanged", "reason", reason,
+		"namespace", req.Namespace, "pod", mutate.PodName(&mutate.Pod{Metadata: meta}), "uid", string(req.UID))
+
+	message := "dns-tuner internal error (" + reason + "): " + err.Error()
+	resp := admission.Allowed(mutate.ClipWarning(message)).WithWarnings(mutate.ClipWarning("dns-tuner admitted the pod unchanged: " + err.Error()))
+	if !readable {
+		return resp
+	}
+	own := map[string]string{mutate.AnnotationStatus: mutate.StatusError, mutate.AnnotationReason: message}
+	own, _ = mutate.FitAnnotations(meta.Annotations, own)
+	ops := mutate.Patch(&mutate.Pod{Metadata: meta}, mutate.Plan{Annotations: own})
+	if len(ops) == 0 {
+		return resp
+	}
+	patch, perr := json.Marshal(ops)
+	if perr != nil {
+		return resp
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	resp.Patch, resp.PatchType = patch, &pt
+	return resp
 }
 
 func distinctLibcs(cs []mutate.Container) []libc.Libc {

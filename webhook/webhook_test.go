@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/policy/policytest"
 )
 
 // detectorFunc adapts a function to libc.Detector.
@@ -60,7 +62,7 @@ func newMutator(t *testing.T, det libc.Detector, p *policy.Policy, reader client
 		).Build()
 	}
 	if p == nil {
-		p = policy.Default()
+		p = policytest.Policy()
 	}
 	return &PodMutator{Policy: policy.Static{P: p}, Namespaces: reader, Detector: det, Log: logr.Discard()}
 }
@@ -87,7 +89,7 @@ func testPod(images ...string) *corev1.Pod {
 }
 
 // patchOps returns the response's JSON patch whether it was sent as operations or as
-// encoded bytes (decisions are cached encoded).
+// encoded bytes (the handler encodes its own, so an encoding error cannot become a denial).
 func patchOps(resp admission.Response) []jsonpatch.JsonPatchOperation {
 	if len(resp.Patches) > 0 || len(resp.Patch) == 0 {
 		return resp.Patches
@@ -142,7 +144,7 @@ func TestHandle(t *testing.T) {
 		{name: "unlabelled namespace untouched", ns: "plain", op: admissionv1.Create, pod: testPod("glibc-app")},
 		{name: "excluded namespace untouched", ns: "kube-system", op: admissionv1.Create, pod: testPod("glibc-app")},
 		{name: "update ignored", ns: "shop", op: admissionv1.Update, pod: testPod("glibc-app")},
-		{name: "mixed pod warns about musl", ns: "shop", op: admissionv1.Create, pod: testPod("glibc-app", "musl-app"), wantSpec: true, wantStatus: "injected", wantWarn: `container "sidecar" uses musl`},
+		{name: "mixed pod warns about musl", ns: "shop", op: admissionv1.Create, pod: testPod("glibc-app", "musl-app"), wantSpec: true, wantStatus: "injected", wantWarn: `musl in container "sidecar" ignores option single-request-reopen`},
 		{name: "annotation override beats detection", ns: "shop", op: admissionv1.Create, pod: func() *corev1.Pod {
 			p := testPod("unknown-app")
 			p.Annotations = map[string]string{mutate.AnnotationLibc: "musl"}
@@ -153,7 +155,7 @@ func TestHandle(t *testing.T) {
 			p.Annotations = map[string]string{mutate.AnnotationLibc: "nosuch=musl"}
 			return p
 		}(), wantSpec: true, wantStatus: "injected", wantWarn: "annotation dns-tuner.io/libc ignored"},
-		{name: "namespace read fails open", ns: "shop", op: admissionv1.Create, pod: testPod("glibc-app"), reader: failingReader{}, wantStatus: "error", wantWarn: "admitted unchanged"},
+		{name: "namespace read fails open", ns: "shop", op: admissionv1.Create, pod: testPod("glibc-app"), reader: failingReader{}, wantStatus: "error", wantWarn: "admitted the pod unchanged"},
 		{name: "detector panic is unknown", ns: "shop", op: admissionv1.Create, pod: testPod("glibc-app"), det: detectorFunc(func(context.Context, libc.Target) (libc.Verdict, error) {
 			panic("boom")
 		}), wantStatus: "unchanged", wantWarn: "detector panic: boom"},
@@ -182,6 +184,7 @@ func TestHandle(t *testing.T) {
 			if tt.wantStatus == "" && len(patchOps(resp)) != 0 {
 				t.Errorf("untouched pod got patches %v", patchOps(resp))
 			}
+			checkWarnings(t, resp.Warnings)
 			warnings := strings.Join(resp.Warnings, "|")
 			if tt.wantWarn != "" && !strings.Contains(warnings, tt.wantWarn) {
 				t.Errorf("warnings %q, want one containing %q", warnings, tt.wantWarn)
@@ -190,22 +193,9 @@ func TestHandle(t *testing.T) {
 	}
 }
 
-func TestHandleMalformedIs400(t *testing.T) {
-	m := newMutator(t, libc.UnknownDetector{}, nil, nil)
-	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID: "x", Operation: admissionv1.Create, Namespace: "shop",
-		Kind:   metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-		Object: runtime.RawExtension{Raw: []byte(`{"spec": {"containers": "not a list"}}`)},
-	}}
-	resp := m.Handle(context.Background(), req)
-	if resp.Allowed || resp.Result == nil || resp.Result.Code != 400 {
-		t.Fatalf("want a 400 error, got allowed=%v result=%+v", resp.Allowed, resp.Result)
-	}
-}
-
 // A detector that ignores its deadline must not hold the pod past the budget.
 func TestHandleBudget(t *testing.T) {
-	p := policy.Default()
+	p := policytest.Policy()
 	p.Inspection.Budget = policy.Duration{Duration: 100 * time.Millisecond}
 	release := make(chan struct{})
 	defer close(release)
@@ -226,4 +216,36 @@ func TestHandleBudget(t *testing.T) {
 	if ann[mutate.AnnotationDetectedLibc] != "app=unknown,sidecar=unknown" {
 		t.Errorf("detected = %q", ann[mutate.AnnotationDetectedLibc])
 	}
+}
+
+// checkWarnings holds every warning to admission/v1's advice: 120 characters or fewer.
+func checkWarnings(t *testing.T, warnings []string) {
+	t.Helper()
+	for _, w := range warnings {
+		if len(w) > mutate.MaxWarning {
+			t.Errorf("warning of %d bytes (max %d): %q", len(w), mutate.MaxWarning, w)
+		}
+	}
+}
+
+// The policy's inspection.maxImagesPerPod bounds what one admission sends to the detector.
+func TestHandleBoundsImagesPerPod(t *testing.T) {
+	var calls atomic.Int64
+	det := detectorFunc(func(context.Context, libc.Target) (libc.Verdict, error) {
+		calls.Add(1)
+		return libc.Verdict{Libc: libc.GLibc}, nil
+	})
+	p := policytest.Policy()
+	p.Inspection.MaxImagesPerPod = 2
+	m := newMutator(t, det, p, nil)
+	pod := testPod("a", "b", "c")
+	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "fourth", Image: "a"})
+	resp := m.Handle(context.Background(), request(t, "shop", admissionv1.Create, pod))
+	if n := calls.Load(); n != 2 {
+		t.Errorf("detector called %d times, want 2", n)
+	}
+	if got := annotationOps(resp)[mutate.AnnotationDetectedLibc]; got != "app=glibc,sidecar=glibc,third=unknown,fourth=glibc" {
+		t.Errorf("detected-libc = %q", got)
+	}
+	checkWarnings(t, resp.Warnings)
 }

@@ -94,9 +94,13 @@ func KubernetesDefault() Profile { return Profile{Name: "kubernetes default", Po
 // webhook returns (mutate.Patch).
 func Shipped(p *policy.Policy, l libc.Libc) (Profile, error) {
 	pod := SamplePod()
+	view, err := mutate.PodFromCore(pod)
+	if err != nil {
+		return Profile{}, err
+	}
 	md := mutate.ModeDecision{Mode: policy.Enforce, Reason: "dnslab"}
-	plan := mutate.Decide(p, pod, md, []mutate.Container{{Name: "app", Verdict: libc.Verdict{Libc: l, Source: libc.SourceAnnotation}}})
-	patched, err := applyPatch(pod, mutate.Patch(pod, plan))
+	plan := mutate.Decide(p, view, md, []mutate.Container{{Name: "app", Verdict: libc.Verdict{Libc: l, Source: libc.SourceAnnotation}}})
+	patched, err := applyPatch(pod, mutate.Patch(view, plan))
 	if err != nil {
 		return Profile{}, fmt.Errorf("applying the %s patch: %w", l, err)
 	}

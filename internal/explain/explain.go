@@ -79,21 +79,31 @@ type Input struct {
 	NamespaceKnown  bool
 }
 
-// Explain builds the report for one pod. det may take up to timeout per pod.
+// Explain builds the report for one pod. det may take up to timeout per pod. The pod is
+// read through mutate.PodFromCore, the decode admission uses, so both see the same fields.
 func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout time.Duration, cluster resolvconf.ClusterDNS, in Input) (Report, error) {
-	pod := in.Pod
-	r := Report{Source: in.Source, Namespace: pod.Namespace, Pod: mutate.PodName(pod)}
-	containers, warnings := verdicts.DetectContainers(ctx, det, timeout, pod.Namespace, pod)
-	r.ClusterDNS, r.SkipReason = mutate.ClusterDNS(&pod.Spec)
+	pod, err := mutate.PodFromCore(in.Pod)
+	if err != nil {
+		return Report{Source: in.Source}, err
+	}
+	ns := pod.Metadata.Namespace
+	r := Report{Source: in.Source, Namespace: ns, Pod: mutate.PodName(pod)}
+	if pod.Metadata.Name == "" && r.Pod != "" {
+		r.Pod += "*" // the API server completes a generateName
+	}
+	lim := verdicts.Limits{Budget: timeout, MaxImages: p.Inspection.MaxImagesPerPod}
+	containers, warnings := verdicts.DetectContainers(ctx, det, lim, ns, pod)
+	r.ClusterDNS, r.SkipReason = mutate.ClusterDNS(pod)
 
-	before, err := resolvconf.Render(pod, cluster)
+	core := pod.CorePod()
+	before, err := resolvconf.Render(core, cluster)
 	if err != nil {
 		return r, fmt.Errorf("rendering resolv.conf: %w", err)
 	}
 	r.ResolvConf = before.String()
 
 	if in.NamespaceKnown {
-		md := mutate.ResolveMode(p, pod.Namespace, in.NamespaceLabels, pod.Annotations)
+		md := mutate.ResolveMode(p, ns, in.NamespaceLabels, pod)
 		r.Applies = &Mode{Mode: md.Mode, Reason: md.Reason}
 		warnings = append(warnings, md.Warnings...)
 	}
@@ -115,7 +125,7 @@ func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout t
 		r.Modes = append(r.Modes, out)
 	}
 
-	after := pod.DeepCopy()
+	after := core.DeepCopy()
 	if len(enforced.Inject) > 0 {
 		if after.Spec.DNSConfig == nil {
 			after.Spec.DNSConfig = &corev1.PodDNSConfig{}
@@ -129,9 +139,9 @@ func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout t
 	r.Enforced = rendered.String()
 
 	for _, c := range containers {
-		spec := containerSpec(pod, c.Name)
-		cr := Container{Name: c.Name, Init: c.Init, Image: spec.Image, Verdict: c.Verdict}
+		cr := Container{Name: c.Name, Init: c.Init, Image: containerImage(pod, c.Name), Verdict: c.Verdict}
 		for _, o := range rendered.Options {
+			o = mutate.CanonicalOption(o)
 			honours, known := mutate.Honours(c.Verdict.Libc, o.Name, c.Verdict.Version)
 			switch {
 			case !known:
@@ -150,26 +160,13 @@ func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout t
 	return r, nil
 }
 
-func containerSpec(pod *corev1.Pod, name string) corev1.Container {
-	for _, c := range pod.Spec.InitContainers {
-		if c.Name == name {
-			return c
+func containerImage(pod *mutate.Pod, name string) string {
+	for _, cs := range [][]mutate.PodContainer{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			if c.Name == name {
+				return c.Image
+			}
 		}
 	}
-	for _, c := range pod.Spec.Containers {
-		if c.Name == name {
-			return c
-		}
-	}
-	return corev1.Container{}
-}
-
-func podName(p *corev1.Pod) string {
-	if p.Name != "" {
-		return p.Name
-	}
-	if p.GenerateName != "" {
-		return p.GenerateName + "*"
-	}
-	return "(unnamed)"
+	return ""
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/policy/policytest"
 	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
 )
 
@@ -98,7 +99,7 @@ func TestExplain(t *testing.T) {
 
 	var reports []Report
 	for _, in := range ins {
-		r, err := Explain(context.Background(), policy.Default(), det, time.Second, cluster, in)
+		r, err := Explain(context.Background(), policytest.Policy(), det, time.Second, cluster, in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,5 +159,32 @@ func TestExplain(t *testing.T) {
 	var back []Report
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back) != 3 || back[0].Containers[1].Verdict.Libc != libc.Musl {
 		t.Errorf("JSON does not round-trip: %v", err)
+	}
+}
+
+// explain reads a pod through admission's view: an option written {name: "timeout:1"} is
+// the pod's timeout, so enforce adds no timeout beside it and musl is not said to ignore it.
+func TestExplainOptionValueInName(t *testing.T) {
+	doc := `
+kind: Pod
+metadata: {name: opt, namespace: shop}
+spec:
+  dnsConfig: {options: [{name: "timeout:1"}]}
+  containers: [{name: app, image: musl-app}]
+`
+	ins, err := ReadPods(strings.NewReader(doc), "opt.yaml", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := resolvconf.ClusterDNS{Nameservers: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"}
+	r, err := Explain(context.Background(), policytest.Policy(), byImage{"musl-app": libc.Musl}, time.Second, cluster, ins[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.Modes[0].Adds, " "); got != "attempts:10" {
+		t.Errorf("enforce adds %q, want attempts:10 only", got)
+	}
+	if app := r.Containers[0]; len(app.Ignores) != 0 || !strings.Contains(strings.Join(app.Honours, ","), "timeout") {
+		t.Errorf("app honours %v, ignores %v", app.Honours, app.Ignores)
 	}
 }

@@ -4,11 +4,10 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
-	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/policy/policytest"
 )
 
 // BenchmarkDecide measures the pure part of one admission: mode, plan and JSON patch for a
@@ -18,7 +17,7 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkDecide -benchmem ./internal/mutate/
 func BenchmarkDecide(b *testing.B) {
-	p := policy.Default()
+	p := policytest.Policy()
 	nsLabels := map[string]string{"kubernetes.io/metadata.name": "shop", mutate.LabelMode: "enforce"}
 	glibc := libc.Verdict{Libc: libc.GLibc, Source: libc.SourceCache, Version: "2.36"}
 	musl := libc.Verdict{Libc: libc.Musl, Source: libc.SourceCache}
@@ -34,7 +33,7 @@ func BenchmarkDecide(b *testing.B) {
 			containers := []mutate.Container{{Name: "checkout", Verdict: glibc}, {Name: "log-shipper", Verdict: bc.sidecar}}
 			b.ReportAllocs()
 			for b.Loop() {
-				md := mutate.ResolveMode(p, "shop", nsLabels, pod.Annotations)
+				md := mutate.ResolveMode(p, "shop", nsLabels, pod)
 				plan := mutate.Decide(p, pod, md, containers)
 				if ops := mutate.Patch(pod, plan); len(ops) == 0 {
 					b.Fatal("typical pod got no patch")
@@ -46,15 +45,14 @@ func BenchmarkDecide(b *testing.B) {
 
 // decidePod has what Decide and Patch read of a Deployment's pod; the rest of the spec does
 // not affect them.
-func decidePod() *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
+func decidePod() *mutate.Pod {
+	return &mutate.Pod{
+		Metadata: mutate.PodMeta{
 			GenerateName: "checkout-7d9f8c6b5d-", Namespace: "shop",
-			Labels:      map[string]string{"app.kubernetes.io/name": "checkout", "pod-template-hash": "7d9f8c6b5d"},
 			Annotations: map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "9090"},
 		},
-		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{
+		Spec: mutate.PodSpec{
+			Containers: []mutate.PodContainer{
 				{Name: "checkout", Image: "registry.example.com/shop/checkout:1.42.0"},
 				{Name: "log-shipper", Image: "registry.example.com/infra/log-shipper:3.1.2"},
 			},

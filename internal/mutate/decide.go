@@ -50,17 +50,29 @@ type Plan struct {
 
 // ClusterDNS reports whether the pod's resolv.conf names a DNS service dns-tuner should tune
 // (the cluster's, or the pod's own with dnsPolicy None) and says why not otherwise.
-func ClusterDNS(spec *corev1.PodSpec) (bool, string) {
-	source, err := resolvconf.SourceOf(spec)
+func ClusterDNS(pod *Pod) (bool, string) {
+	source, err := resolvconf.SourceOf(&corev1.PodSpec{DNSPolicy: pod.Spec.DNSPolicy, HostNetwork: pod.Spec.HostNetwork})
 	switch {
 	case err != nil:
-		return false, err.Error()
+		return false, clip(err.Error(), shortCap)
 	case source != resolvconf.FromNode:
 		return true, ""
-	case spec.DNSPolicy == corev1.DNSDefault:
+	case pod.Spec.DNSPolicy == corev1.DNSDefault:
 		return false, "dnsPolicy Default uses the node's resolv.conf, not the cluster DNS service"
 	}
 	return false, "hostNetwork pod with dnsPolicy ClusterFirst: kubelet falls back to the node's resolv.conf (use ClusterFirstWithHostNet for cluster DNS)"
+}
+
+// CanonicalOption reads an option as kubelet writes it and a resolver parses it: a name with a
+// colon and no value ({name: "timeout:1"}, which the API accepts) is written "timeout:1",
+// so it is timeout with value 1.
+func CanonicalOption(o policy.Option) policy.Option {
+	if o.Value == nil || *o.Value == "" {
+		if name, v, ok := strings.Cut(o.Name, ":"); ok {
+			return policy.Option{Name: name, Value: &v}
+		}
+	}
+	return o
 }
 
 // family groups options that ask for the same behaviour, so a pod that sets one is not given
@@ -161,17 +173,17 @@ func equalValue(a, b *string) bool {
 }
 
 // Decide computes the plan for a pod in the given mode. It never mutates the pod.
-func Decide(p *policy.Policy, pod *corev1.Pod, md ModeDecision, containers []Container) Plan {
+func Decide(p *policy.Policy, pod *Pod, md ModeDecision, containers []Container) Plan {
 	plan := Plan{Mode: md.Mode, Reason: md.Reason}
 	plan.Warnings = append(plan.Warnings, md.Warnings...)
 	if md.Mode == policy.Off {
-		return plan
+		return plan.finish(pod)
 	}
-	ok, why := ClusterDNS(&pod.Spec)
+	ok, why := ClusterDNS(pod)
 	if !ok {
 		plan.Status, plan.Reason = StatusSkipped, why
 		plan.Annotations = map[string]string{AnnotationStatus: StatusSkipped, AnnotationReason: why}
-		return plan.settle(pod)
+		return plan.settle(pod).finish(pod)
 	}
 
 	wanted, notes := WantedOptions(p, containers, pod.Spec.DNSPolicy != corev1.DNSNone)
@@ -182,13 +194,13 @@ func Decide(p *policy.Policy, pod *corev1.Pod, md ModeDecision, containers []Con
 	}
 	has := map[string]policy.Option{}
 	for _, o := range existing {
-		has[family(o.Name)] = o
+		has[family(CanonicalOption(o).Name)] = o
 	}
 	for _, o := range wanted {
 		if cur, ok := has[family(o.Name)]; ok {
 			plan.Kept = append(plan.Kept, cur)
-			if cur.Name != o.Name || !equalValue(cur.Value, o.Value) {
-				plan.Notes = append(plan.Notes, fmt.Sprintf("pod sets %s; kept instead of %s", policy.OptionString(cur), policy.OptionString(o)))
+			if c := CanonicalOption(cur); c.Name != o.Name || !equalValue(c.Value, o.Value) {
+				plan.Notes = append(plan.Notes, fmt.Sprintf("pod sets %s; kept instead of %s", resolvconf.OptionString(cur), policy.OptionString(o)))
 			}
 			continue
 		}
@@ -199,6 +211,7 @@ func Decide(p *policy.Policy, pod *corev1.Pod, md ModeDecision, containers []Con
 	final := renderedOptions(pod, append(append([]policy.Option{}, existing...), plan.Inject...))
 	for _, c := range containers {
 		for _, o := range final {
+			o = CanonicalOption(o)
 			if honours, known := Honours(c.Verdict.Libc, o.Name, c.Verdict.Version); known && !honours {
 				plan.Ignored = append(plan.Ignored, Ignored{Container: c.Name, Libc: c.Verdict.Libc, Option: o.Name, Advice: advice(c.Verdict.Libc, o.Name)})
 			}
@@ -209,18 +222,16 @@ func Decide(p *policy.Policy, pod *corev1.Pod, md ModeDecision, containers []Con
 	case md.Mode == policy.Audit:
 		plan.Status = StatusAudit
 		if len(plan.Inject) > 0 {
-			plan.Warnings = append(plan.Warnings, fmt.Sprintf("dns-tuner audit (%s): enforce mode would add dnsConfig options %s", md.Reason, optionList(plan.Inject)))
+			plan.Warnings = append(plan.Warnings, "dns-tuner audit: enforce mode would add dnsConfig options "+optionList(plan.Inject))
 		} else {
-			plan.Warnings = append(plan.Warnings, fmt.Sprintf("dns-tuner audit (%s): enforce mode would change nothing", md.Reason))
+			plan.Warnings = append(plan.Warnings, "dns-tuner audit: enforce mode would change nothing")
 		}
 	case len(plan.Inject) > 0:
 		plan.Status = StatusInjected
 	default:
 		plan.Status = StatusUnchanged
 	}
-	for _, ig := range plan.Ignored {
-		plan.Warnings = append(plan.Warnings, fmt.Sprintf("dns-tuner: container %q uses %s, which ignores resolver option %s: %s", ig.Container, ig.Libc, ig.Option, ig.Advice))
-	}
+	plan.Warnings = append(plan.Warnings, ignoredWarnings(plan.Ignored)...)
 	if w := unknownWarning(containers); w != "" {
 		plan.Warnings = append(plan.Warnings, w)
 	}
@@ -228,7 +239,7 @@ func Decide(p *policy.Policy, pod *corev1.Pod, md ModeDecision, containers []Con
 	plan.Annotations = map[string]string{
 		AnnotationStatus:       plan.Status,
 		AnnotationReason:       plan.Reason,
-		AnnotationDetectedLibc: detectedLibc(containers),
+		AnnotationDetectedLibc: listing(AnnotationDetectedLibc, detectedLibc(containers)),
 	}
 	if len(plan.Inject) > 0 {
 		key := AnnotationInjected
@@ -238,18 +249,19 @@ func Decide(p *policy.Policy, pod *corev1.Pod, md ModeDecision, containers []Con
 		plan.Annotations[key] = strings.Join(optionStrings(plan.Inject), ",")
 	}
 	if len(plan.Ignored) > 0 {
-		plan.Annotations[AnnotationIgnored] = ignoredJSON(plan.Ignored)
+		plan.Annotations[AnnotationIgnored] = listing(AnnotationIgnored, ignoredJSON(plan.Ignored))
+		plan.Annotations[AnnotationAdvice] = adviceText(plan.Ignored)
 	}
 	if s := inspectionState(containers); s != "" {
 		plan.Annotations[AnnotationInspectionState] = s
 	}
-	return plan.settle(pod)
+	return plan.settle(pod).finish(pod)
 }
 
 // settle makes a reinvocation safe: a pod dns-tuner already handled keeps its annotations
 // unless this pass adds options, and then the injected list keeps what the first pass added.
-func (plan Plan) settle(pod *corev1.Pod) Plan {
-	prior, handled := pod.Annotations[AnnotationStatus]
+func (plan Plan) settle(pod *Pod) Plan {
+	prior, handled := pod.Metadata.Annotations[AnnotationStatus]
 	if !handled || prior == StatusError {
 		return plan
 	}
@@ -257,43 +269,125 @@ func (plan Plan) settle(pod *corev1.Pod) Plan {
 		plan.Annotations = nil
 		return plan
 	}
-	if before := pod.Annotations[AnnotationInjected]; before != "" {
+	if before := pod.Metadata.Annotations[AnnotationInjected]; before != "" {
 		plan.Annotations[AnnotationInjected] = before + "," + plan.Annotations[AnnotationInjected]
+	}
+	return plan
+}
+
+// finish keeps the pod within the API server's annotation size limit and every warning
+// within MaxWarning.
+func (plan Plan) finish(pod *Pod) Plan {
+	if len(plan.Annotations) > 0 {
+		var dropped []string
+		plan.Annotations, dropped = FitAnnotations(pod.Metadata.Annotations, plan.Annotations)
+		if len(dropped) > 0 {
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf("dns-tuner: pod annotations near the 256 KiB limit; %d of dns-tuner's left out", len(dropped)))
+		}
+	}
+	for i, w := range plan.Warnings {
+		plan.Warnings[i] = ClipWarning(w)
 	}
 	return plan
 }
 
 // renderedOptions are the options line kubelet will write for the pod once opts are its
 // dnsConfig options (kubelet's ndots:5 default merged by name).
-func renderedOptions(pod *corev1.Pod, opts []policy.Option) []policy.Option {
-	p := &corev1.Pod{Spec: corev1.PodSpec{DNSPolicy: pod.Spec.DNSPolicy, HostNetwork: pod.Spec.HostNetwork, DNSConfig: &corev1.PodDNSConfig{Options: opts}}}
-	p.Namespace = pod.Namespace
-	rc, err := resolvconf.Render(p, resolvconf.ClusterDNS{Nameservers: []string{"cluster-dns"}, ClusterDomain: "cluster.local"})
+func renderedOptions(pod *Pod, opts []policy.Option) []policy.Option {
+	rc, err := resolvconf.Render(pod.dnsPod(opts), resolvconf.ClusterDNS{Nameservers: []string{"cluster-dns"}, ClusterDomain: "cluster.local"})
 	if err != nil {
 		return opts
 	}
 	return rc.Options
 }
 
+// unknownWarning names the containers whose libc is unknown; the reasons are in the
+// inspection annotation, and in the warning when one short reason fits.
 func unknownWarning(containers []Container) string {
-	var names, reasons []string
+	var names []string
+	reason := ""
 	for _, c := range containers {
 		if c.Verdict.Libc != libc.Unknown {
 			continue
 		}
-		names = append(names, strconv.Quote(c.Name))
-		if c.Verdict.Reason != "" {
-			reasons = append(reasons, c.Name+": "+c.Verdict.Reason)
+		names = append(names, c.Name)
+		if reason == "" {
+			reason = c.Verdict.Reason
 		}
 	}
 	if len(names) == 0 {
 		return ""
 	}
-	w := fmt.Sprintf("dns-tuner: libc of container %s unknown, so only the unknown profile applies to it", strings.Join(names, ", "))
-	if len(reasons) > 0 {
-		w += " (" + strings.Join(reasons, "; ") + ")"
+	const tail = " unknown"
+	const hint = "; set annotation " + AnnotationLibc + " to choose"
+	head := "dns-tuner: libc of container "
+	if len(names) > 1 {
+		head = "dns-tuner: libc of containers "
 	}
-	return w + fmt.Sprintf("; set the pod annotation %s (for example %s=musl) to choose", AnnotationLibc, strings.Trim(names[0], `"`))
+	list := nameList(names, MaxWarning-len(head)-len(tail))
+	if list == "" {
+		head, list = "dns-tuner: libc of ", countContainers(len(names))
+	}
+	// The longest that fits: with the reason (one container) and the hint, the hint alone,
+	// or neither.
+	w := head + list + tail
+	var candidates []string
+	if len(names) == 1 && reason != "" {
+		candidates = append(candidates, w+" ("+reason+")"+hint)
+	}
+	for _, c := range append(candidates, w+hint) {
+		if len(c) <= MaxWarning {
+			return c
+		}
+	}
+	return ClipWarning(w)
+}
+
+// ignoredWarnings say, once per libc and option, which containers will not read an option;
+// what to do instead is in the advice annotation and `dns-tuner explain`.
+func ignoredWarnings(ignored []Ignored) []string {
+	type key struct {
+		libc   libc.Libc
+		option string
+	}
+	var order []key
+	names := map[key][]string{}
+	for _, ig := range ignored {
+		k := key{ig.Libc, ig.Option}
+		if _, ok := names[k]; !ok {
+			order = append(order, k)
+		}
+		names[k] = append(names[k], ig.Container)
+	}
+	out := make([]string, 0, len(order))
+	for _, k := range order {
+		const hint = "; see annotation " + AnnotationAdvice
+		head := fmt.Sprintf("dns-tuner: %s in container ", k.libc)
+		if len(names[k]) > 1 {
+			head = fmt.Sprintf("dns-tuner: %s in containers ", k.libc)
+		}
+		verb := " ignores option " + clip(k.option, 40)
+		list := nameList(names[k], MaxWarning-len(head)-len(verb))
+		if list == "" {
+			head, list = fmt.Sprintf("dns-tuner: %s in ", k.libc), countContainers(len(names[k]))
+		}
+		out = append(out, withHint(head+list+verb, hint))
+	}
+	return out
+}
+
+// adviceText is one line per libc and ignored option: what to do instead.
+func adviceText(ignored []Ignored) string {
+	seen := map[string]bool{}
+	var lines []string
+	for _, ig := range ignored {
+		line := fmt.Sprintf("%s ignores %s: %s", ig.Libc, ig.Option, ig.Advice)
+		if !seen[line] {
+			seen[line] = true
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 func detectedLibc(containers []Container) string {
@@ -304,14 +398,34 @@ func detectedLibc(containers []Container) string {
 	return strings.Join(parts, ",")
 }
 
+// inspectionState says why containers are unknown: per container, or per reason with a
+// count when that list would be long.
 func inspectionState(containers []Container) string {
 	var parts []string
+	size := 0
 	for _, c := range containers {
 		if c.Verdict.Libc == libc.Unknown && c.Verdict.Reason != "" {
 			parts = append(parts, c.Name+": "+c.Verdict.Reason)
+			size += len(parts[len(parts)-1]) + 2
 		}
 	}
-	return strings.Join(parts, "; ")
+	if size <= listCap {
+		return strings.Join(parts, "; ")
+	}
+	var reasons []string
+	count := map[string]int{}
+	for _, c := range containers {
+		if r := c.Verdict.Reason; c.Verdict.Libc == libc.Unknown && r != "" {
+			if count[r] == 0 {
+				reasons = append(reasons, r)
+			}
+			count[r]++
+		}
+	}
+	for i, r := range reasons {
+		reasons[i] = fmt.Sprintf("%d containers: %s", count[r], clip(r, shortCap))
+	}
+	return clip(strings.Join(reasons, "; "), listCap)
 }
 
 func ignoredJSON(ignored []Ignored) string {

@@ -18,7 +18,9 @@ type ModeDecision struct {
 //  2. the namespace label dns-tuner.io/mode, if the policy allows namespaces to override,
 //     else the cluster default mode;
 //  3. the pod annotation dns-tuner.io/mode can only lower that (to audit or off).
-func ResolveMode(p *policy.Policy, namespace string, nsLabels, podAnnotations map[string]string) ModeDecision {
+//
+// pod may be nil (a namespace's mode, without a pod).
+func ResolveMode(p *policy.Policy, namespace string, nsLabels map[string]string, pod *Pod) ModeDecision {
 	if p.Excluded(namespace) {
 		return ModeDecision{Mode: policy.Off, Reason: fmt.Sprintf("namespace %s is excluded by policy", namespace)}
 	}
@@ -28,18 +30,21 @@ func ResolveMode(p *policy.Policy, namespace string, nsLabels, podAnnotations ma
 		case !p.AllowNamespaceOverride:
 			d.Reason += fmt.Sprintf(" (namespace label %s=%s ignored: policy does not allow namespace overrides)", LabelMode, v)
 		case err != nil:
-			d.Warnings = append(d.Warnings, fmt.Sprintf("namespace %s label %s: %v; using the cluster default %s", namespace, LabelMode, err, p.Mode))
+			d.Warnings = append(d.Warnings, ClipWarning(fmt.Sprintf("dns-tuner: invalid mode %s in namespace label %s; using the cluster default %s", quoted(v), LabelMode, p.Mode)))
 		default:
 			d = ModeDecision{Mode: m, Reason: fmt.Sprintf("namespace label %s=%s", LabelMode, m)}
 		}
 	}
-	if v, ok := podAnnotations[AnnotationMode]; ok {
+	if pod == nil {
+		return d
+	}
+	if v, ok := pod.Metadata.Annotations[AnnotationMode]; ok {
 		m, err := policy.ParseMode(v)
 		switch {
 		case err != nil:
-			d.Warnings = append(d.Warnings, fmt.Sprintf("pod annotation %s: %v; ignored", AnnotationMode, err))
+			d.Warnings = append(d.Warnings, ClipWarning(fmt.Sprintf("dns-tuner: invalid mode %s in pod annotation %s; ignored", quoted(v), AnnotationMode)))
 		case m == policy.Enforce && d.Mode != policy.Enforce:
-			d.Warnings = append(d.Warnings, fmt.Sprintf("pod annotation %s=enforce ignored: a pod can lower its namespace's mode (%s), not raise it", AnnotationMode, d.Mode))
+			d.Warnings = append(d.Warnings, ClipWarning(fmt.Sprintf("dns-tuner: pod annotation %s=enforce ignored: a pod can lower its namespace's mode (%s), not raise it", AnnotationMode, d.Mode)))
 		case policy.Lower(d.Mode, m) != d.Mode:
 			d.Mode = m
 			d.Reason = fmt.Sprintf("pod annotation %s=%s", AnnotationMode, m)

@@ -5,15 +5,15 @@ import (
 	"testing"
 
 	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/policy/policytest"
 )
 
 func TestResolveMode(t *testing.T) {
-	withOverride := policy.Default() // mode off, namespaces may override
-	noOverride := policy.Default()
+	withOverride := policytest.Policy() // mode off, namespaces may override
+	noOverride := policytest.Policy()
 	noOverride.AllowNamespaceOverride = false
 	noOverride.Mode = policy.Audit
-	enforcing := policy.Default()
-	enforcing.Mode = policy.Enforce
+	enforcing := policytest.Enforcing()
 
 	tests := []struct {
 		name      string
@@ -43,7 +43,7 @@ func TestResolveMode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := ResolveMode(tt.p, tt.ns, tt.labels, tt.annots)
+			got := ResolveMode(tt.p, tt.ns, tt.labels, &Pod{Metadata: PodMeta{Annotations: tt.annots}})
 			if got.Mode != tt.want {
 				t.Errorf("mode = %s, want %s (reason %q)", got.Mode, tt.want, got.Reason)
 			}

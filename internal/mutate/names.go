@@ -3,8 +3,6 @@
 // that injects it. Nothing here does I/O, so every rule has a table test.
 package mutate
 
-import corev1 "k8s.io/api/core/v1"
-
 // Labels and annotations, all under dns-tuner.io/.
 const (
 	Prefix = "dns-tuner.io/"
@@ -25,6 +23,7 @@ const (
 	AnnotationWouldInject     = Prefix + "would-inject-options" // audit: what enforce would add
 	AnnotationIgnored         = Prefix + "ignored-options"      // {"sidecar":["single-request-reopen"]}
 	AnnotationInspectionState = Prefix + "inspection"           // e.g. "budget exceeded; finishing in background"
+	AnnotationAdvice          = Prefix + "advice"               // what to do about ignored options, one line each
 )
 
 // Status values of AnnotationStatus.
@@ -38,9 +37,9 @@ const (
 
 // PodName names a pod for logs and reports: its name, or its generateName before the API
 // server has chosen one.
-func PodName(p *corev1.Pod) string {
-	if p.Name != "" {
-		return p.Name
+func PodName(p *Pod) string {
+	if p.Metadata.Name != "" {
+		return p.Metadata.Name
 	}
-	return p.GenerateName
+	return p.Metadata.GenerateName
 }

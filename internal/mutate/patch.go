@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/dns-tuner/dns-tuner/internal/policy"
 )
@@ -13,7 +12,7 @@ import (
 // Patch turns a plan into JSON patch operations against the pod as submitted. It only ever
 // adds: options are appended and annotations set, so fields dns-tuner does not know (from a
 // newer API server) are never dropped, and a second pass over the result adds nothing.
-func Patch(pod *corev1.Pod, plan Plan) []jsonpatch.JsonPatchOperation {
+func Patch(pod *Pod, plan Plan) []jsonpatch.JsonPatchOperation {
 	var ops []jsonpatch.JsonPatchOperation
 	if plan.Mode == policy.Enforce && len(plan.Inject) > 0 {
 		opts := make([]any, len(plan.Inject))
@@ -36,12 +35,12 @@ func Patch(pod *corev1.Pod, plan Plan) []jsonpatch.JsonPatchOperation {
 	}
 	keys := make([]string, 0, len(plan.Annotations))
 	for k := range plan.Annotations {
-		if v, ok := pod.Annotations[k]; !ok || v != plan.Annotations[k] {
+		if v, ok := pod.Metadata.Annotations[k]; !ok || v != plan.Annotations[k] {
 			keys = append(keys, k)
 		}
 	}
 	sort.Strings(keys)
-	if len(pod.Annotations) == 0 {
+	if len(pod.Metadata.Annotations) == 0 {
 		if len(keys) > 0 {
 			m := make(map[string]any, len(keys))
 			for _, k := range keys {

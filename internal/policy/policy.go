@@ -84,6 +84,9 @@ type Inspection struct {
 	// PerImageTimeout and MaxBytesPerImage bound one inspection.
 	PerImageTimeout  Duration `json:"perImageTimeout"`
 	MaxBytesPerImage int64    `json:"maxBytesPerImage"`
+	// MaxImagesPerPod bounds the distinct images (with their command) one admission
+	// inspects; containers past it are unknown. 0 means 16.
+	MaxImagesPerPod int `json:"maxImagesPerPod,omitempty"`
 	// Platform picks the manifest from a multi-arch index (os/arch[/variant]).
 	Platform string `json:"platform"`
 	// AllowedRegistries, if set, is the only set of registry hosts inspected ("*.example.com"
@@ -210,8 +213,8 @@ func (p *Policy) Validate() error {
 		}
 	}
 	in := p.Inspection
-	if in.Budget.Duration < 0 || in.PerImageTimeout.Duration < 0 || in.MaxBytesPerImage < 0 {
-		return fmt.Errorf("inspection: budget, perImageTimeout and maxBytesPerImage must not be negative")
+	if in.Budget.Duration < 0 || in.PerImageTimeout.Duration < 0 || in.MaxBytesPerImage < 0 || in.MaxImagesPerPod < 0 {
+		return fmt.Errorf("inspection: budget, perImageTimeout, maxBytesPerImage and maxImagesPerPod must not be negative")
 	}
 	return nil
 }

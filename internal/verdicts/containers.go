@@ -3,22 +3,37 @@ package verdicts
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/metrics"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 )
 
-// DetectContainers asks det about every container (init containers first) concurrently and
-// waits at most budget; a container without a verdict by then is unknown with the reason.
+// DefaultMaxImages is Limits.MaxImages when unset.
+const DefaultMaxImages = 16
+
+// Limits bound the work detecting one pod's containers may cause.
+type Limits struct {
+	// Budget is the longest the caller waits for verdicts.
+	Budget time.Duration
+	// MaxImages bounds the distinct images (with their command and args) sent to the
+	// detector; containers past it are unknown. Cached verdicts do not count. 0 means
+	// DefaultMaxImages.
+	MaxImages int
+}
+
+// DetectContainers decides every container's libc (init containers first). Containers that
+// run the same image with the same command share one verdict; cached verdicts are read
+// without a goroutine; at most lim.MaxImages others are detected concurrently, waiting at
+// most lim.Budget, and a container without a verdict by then is unknown with the reason.
 // The pod's dns-tuner.io/libc annotation wins over detection. Warnings are for the client.
-func DetectContainers(ctx context.Context, det libc.Detector, budget time.Duration, namespace string, pod *corev1.Pod) ([]mutate.Container, []string) {
+func DetectContainers(ctx context.Context, det libc.Detector, lim Limits, namespace string, pod *mutate.Pod) ([]mutate.Container, []string) {
 	var warnings []string
-	all := make([]mutate.Container, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
-	specs := make([]*corev1.Container, 0, cap(all))
+	n := len(pod.Spec.InitContainers) + len(pod.Spec.Containers)
+	all := make([]mutate.Container, 0, n)
+	specs := make([]*mutate.PodContainer, 0, n)
 	for i := range pod.Spec.InitContainers {
 		all = append(all, mutate.Container{Name: pod.Spec.InitContainers[i].Name, Init: true})
 		specs = append(specs, &pod.Spec.InitContainers[i])
@@ -27,14 +42,17 @@ func DetectContainers(ctx context.Context, det libc.Detector, budget time.Durati
 		all = append(all, mutate.Container{Name: pod.Spec.Containers[i].Name})
 		specs = append(specs, &pod.Spec.Containers[i])
 	}
-	names := make([]string, len(all))
-	for i := range all {
-		names[i] = all[i].Name
-	}
-	overrides, err := mutate.ParseLibcOverride(pod.Annotations[mutate.AnnotationLibc], names)
-	if err != nil {
-		warnings = append(warnings, fmt.Sprintf("dns-tuner: pod annotation %s ignored: %v", mutate.AnnotationLibc, err))
-		overrides = nil
+	var overrides map[string]libc.Libc
+	if v := pod.Metadata.Annotations[mutate.AnnotationLibc]; v != "" {
+		names := make([]string, len(all))
+		for i := range all {
+			names[i] = all[i].Name
+		}
+		var err error
+		if overrides, err = mutate.ParseLibcOverride(v, names); err != nil {
+			warnings = append(warnings, mutate.ClipWarning(fmt.Sprintf("dns-tuner: pod annotation %s ignored: %v", mutate.AnnotationLibc, err)))
+			overrides = nil
+		}
 	}
 
 	pullSecrets := make([]string, 0, len(pod.Spec.ImagePullSecrets))
@@ -51,56 +69,95 @@ func DetectContainers(ctx context.Context, det libc.Detector, budget time.Durati
 		}
 		return libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: reason, Digest: v.Digest}
 	}
-	mem, _ := det.(libc.MemoryDetector)
-	var waitFor []int
-	targets := make([]libc.Target, len(all))
+
+	// One job per distinct image, command and args; members are indexes into all.
+	type job struct {
+		target  libc.Target
+		members []int
+		verdict libc.Verdict
+		done    bool
+	}
+	var jobs []*job
+	byImage := map[string][]*job{}
 	for i := range all {
 		if l, ok := overrides[all[i].Name]; ok {
 			all[i].Verdict = libc.Verdict{Libc: l, Source: libc.SourceAnnotation, Evidence: "pod annotation " + mutate.AnnotationLibc}
 			continue
 		}
-		targets[i] = libc.Target{
-			Namespace: namespace, PodName: mutate.PodName(pod), Container: specs[i].Name, Image: specs[i].Image,
-			Command: specs[i].Command, Args: specs[i].Args, PullSecrets: pullSecrets, ServiceAccount: pod.Spec.ServiceAccountName,
+		s := specs[i]
+		idx := slices.IndexFunc(byImage[s.Image], func(j *job) bool {
+			return slices.Equal(j.target.Command, s.Command) && slices.Equal(j.target.Args, s.Args)
+		})
+		if idx >= 0 {
+			j := byImage[s.Image][idx]
+			j.members = append(j.members, i)
+			continue
 		}
-		if mem != nil { // cached verdicts need no goroutine, channel or timer
-			if v, err, ok := mem.DetectCached(targets[i]); ok {
-				all[i].Verdict = normalize(v, err)
-				continue
+		j := &job{members: []int{i}, target: libc.Target{
+			Namespace: namespace, PodName: mutate.PodName(pod), Container: s.Name, Image: s.Image,
+			Command: s.Command, Args: s.Args, PullSecrets: pullSecrets, ServiceAccount: pod.Spec.ServiceAccountName,
+		}}
+		byImage[s.Image] = append(byImage[s.Image], j)
+		jobs = append(jobs, j)
+	}
+	// Each container gets its job's verdict.
+	assign := func() ([]mutate.Container, []string) {
+		for _, j := range jobs {
+			for _, i := range j.members {
+				all[i].Verdict = j.verdict
 			}
 		}
-		waitFor = append(waitFor, i)
-	}
-	if len(waitFor) == 0 {
 		return all, warnings
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, budget)
+	maxImages := lim.MaxImages
+	if maxImages <= 0 {
+		maxImages = DefaultMaxImages
+	}
+	mem, _ := det.(libc.MemoryDetector)
+	var waitFor []*job
+	for _, j := range jobs {
+		if mem != nil { // cached verdicts need no goroutine, channel or timer
+			if v, err, ok := mem.DetectCached(j.target); ok {
+				j.verdict, j.done = normalize(v, err), true
+				continue
+			}
+		}
+		if len(waitFor) == maxImages {
+			j.verdict, j.done = libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone,
+				Reason: fmt.Sprintf("not inspected: the pod has more than %d distinct images (policy inspection.maxImagesPerPod)", maxImages)}, true
+			continue
+		}
+		waitFor = append(waitFor, j)
+	}
+	if len(waitFor) == 0 {
+		return assign()
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, lim.Budget)
 	defer cancel()
 	// Results arrive on a buffered channel so a detector that ignores its deadline can finish
 	// late without blocking anyone; admission stops waiting at the budget either way.
 	type result struct {
-		i int
+		j *job
 		v libc.Verdict
 	}
 	results := make(chan result, len(waitFor))
-	pending := len(waitFor)
-	for _, i := range waitFor {
-		go func(i int) {
+	for _, j := range waitFor {
+		go func() {
 			defer func() {
 				if r := recover(); r != nil {
-					results <- result{i, libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: fmt.Sprintf("detector panic: %v", r)}}
+					results <- result{j, libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: fmt.Sprintf("detector panic: %v", r)}}
 				}
 			}()
-			results <- result{i, normalize(det.Detect(ctx, targets[i]))}
-		}(i)
+			results <- result{j, normalize(det.Detect(ctx, j.target))}
+		}()
 	}
-	got := make([]bool, len(all))
 wait:
-	for ; pending > 0; pending-- {
+	for pending := len(waitFor); pending > 0; pending-- {
 		select {
 		case r := <-results:
-			all[r.i].Verdict, got[r.i] = r.v, true
+			r.j.verdict, r.j.done = r.v, true
 		case <-ctx.Done():
 			break wait
 		}
@@ -108,16 +165,16 @@ wait:
 	for drained := false; !drained; { // verdicts that raced the deadline still count
 		select {
 		case r := <-results:
-			all[r.i].Verdict, got[r.i] = r.v, true
+			r.j.verdict, r.j.done = r.v, true
 		default:
 			drained = true
 		}
 	}
-	for i := range all {
-		if all[i].Verdict.Libc == "" && !got[i] {
+	for _, j := range waitFor {
+		if !j.done {
 			metrics.BudgetExceeded.Inc()
-			all[i].Verdict = libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: fmt.Sprintf("inspection exceeded the %s admission budget; later pods use its result once it finishes", budget)}
+			j.verdict = libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Reason: fmt.Sprintf("inspection exceeded the %s admission budget; later pods use its result once it finishes", lim.Budget)}
 		}
 	}
-	return all, warnings
+	return assign()
 }

@@ -42,7 +42,7 @@ func TestRegistryImages(t *testing.T) {
 		{name: "pod command overrides the entrypoint", images: []string{glibc}, command: []string{"/usr/local/bin/hello-static"}, wantLibc: "app=static"},
 		{
 			name: "glibc app with musl sidecar", images: []string{glibc, musl}, wantLibc: "app=glibc,sidecar=musl",
-			wantOpts: []string{"single-request-reopen", "timeout:2", "attempts:10"}, wantWarn: `"sidecar" uses musl`,
+			wantOpts: []string{"single-request-reopen", "timeout:2", "attempts:10"}, wantWarn: `musl in container "sidecar"`,
 		},
 		{
 			name: "loopback registry not allowed by policy", images: []string{"127.0.0.1:1/private/app:1"}, wantLibc: "app=unknown",

@@ -1,0 +1,110 @@
+package mutate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	sigsjson "sigs.k8s.io/json"
+)
+
+// Pod is the part of a Pod that dns-tuner reads, and nothing else: admission decodes the
+// object the API server sends into it, and explain builds it from any pod template through
+// the same decoder (PodFromCore), so a field cannot be read by one and not the other. The
+// JSON tags are the API's; unknown fields are skipped.
+type Pod struct {
+	Metadata PodMeta `json:"metadata"`
+	Spec     PodSpec `json:"spec"`
+}
+
+// PodMeta is the metadata dns-tuner reads.
+type PodMeta struct {
+	Name         string            `json:"name,omitempty"`
+	GenerateName string            `json:"generateName,omitempty"`
+	Namespace    string            `json:"namespace,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+// PodSpec is the spec dns-tuner reads: what decides the pod's resolv.conf, and what names
+// its images and the credentials to pull them.
+type PodSpec struct {
+	DNSPolicy          corev1.DNSPolicy              `json:"dnsPolicy,omitempty"`
+	HostNetwork        bool                          `json:"hostNetwork,omitempty"`
+	DNSConfig          *corev1.PodDNSConfig          `json:"dnsConfig,omitempty"`
+	InitContainers     []PodContainer                `json:"initContainers,omitempty"`
+	Containers         []PodContainer                `json:"containers,omitempty"`
+	ImagePullSecrets   []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+	ServiceAccountName string                        `json:"serviceAccountName,omitempty"`
+}
+
+// PodContainer is what detection reads of a container: which binary it runs.
+type PodContainer struct {
+	Name    string   `json:"name"`
+	Image   string   `json:"image,omitempty"`
+	Command []string `json:"command,omitempty"`
+	Args    []string `json:"args,omitempty"`
+}
+
+// DecodePod reads the view from a Pod as JSON, matching keys case-sensitively as the API
+// server does. A field of the wrong JSON type is an error, and so is a pod without a
+// metadata or spec object, which a patch could not add to.
+func DecodePod(raw []byte) (*Pod, error) {
+	var obj struct {
+		Metadata *PodMeta `json:"metadata"`
+		Spec     *PodSpec `json:"spec"`
+	}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &obj); err != nil {
+		return nil, fmt.Errorf("decoding pod: %w", err)
+	}
+	if obj.Metadata == nil || obj.Spec == nil {
+		return nil, errors.New("decoding pod: no metadata or spec object")
+	}
+	return &Pod{Metadata: *obj.Metadata, Spec: *obj.Spec}, nil
+}
+
+// DecodeMeta reads only the metadata, for a pod whose spec does not decode; ok is false
+// when the object has no metadata object that a patch could add annotations to.
+func DecodeMeta(raw []byte) (meta PodMeta, ok bool) {
+	var obj struct {
+		Metadata *PodMeta `json:"metadata"`
+	}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &obj); err != nil || obj.Metadata == nil {
+		return PodMeta{}, false
+	}
+	return *obj.Metadata, true
+}
+
+// PodFromCore builds the view from a typed pod (a workload's template, a live pod) by the
+// same JSON decode admission uses.
+func PodFromCore(p *corev1.Pod) (*Pod, error) {
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encoding pod: %w", err)
+	}
+	return DecodePod(raw)
+}
+
+// dnsPod is the minimal corev1.Pod that resolvconf renders from: namespace and DNS fields.
+func (p *Pod) dnsPod(opts []corev1.PodDNSConfigOption) *corev1.Pod {
+	out := &corev1.Pod{Spec: corev1.PodSpec{DNSPolicy: p.Spec.DNSPolicy, HostNetwork: p.Spec.HostNetwork}}
+	out.Namespace = p.Metadata.Namespace
+	if dc := p.Spec.DNSConfig; dc != nil {
+		out.Spec.DNSConfig = &corev1.PodDNSConfig{Nameservers: dc.Nameservers, Searches: dc.Searches, Options: dc.Options}
+	}
+	if opts != nil {
+		if out.Spec.DNSConfig == nil {
+			out.Spec.DNSConfig = &corev1.PodDNSConfig{}
+		}
+		out.Spec.DNSConfig.Options = opts
+	}
+	return out
+}
+
+// CorePod is the view as a corev1.Pod with only the fields dns-tuner reads, for code that
+// takes the API type (resolvconf.Render).
+func (p *Pod) CorePod() *corev1.Pod {
+	out := p.dnsPod(nil)
+	out.Name, out.GenerateName, out.Annotations = p.Metadata.Name, p.Metadata.GenerateName, p.Metadata.Annotations
+	return out
+}
