@@ -200,7 +200,7 @@ func Decide(p *policy.Policy, pod *Pod, md ModeDecision, containers []Container)
 		if cur, ok := has[family(o.Name)]; ok {
 			plan.Kept = append(plan.Kept, cur)
 			if c := CanonicalOption(cur); c.Name != o.Name || !equalValue(c.Value, o.Value) {
-				plan.Notes = append(plan.Notes, fmt.Sprintf("pod sets %s; kept instead of %s", resolvconf.OptionString(cur), policy.OptionString(o)))
+				plan.Notes = append(plan.Notes, fmt.Sprintf("pod sets %s; kept instead of %s", policy.OptionString(c), policy.OptionString(o)))
 			}
 			continue
 		}
