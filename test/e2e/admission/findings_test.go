@@ -52,6 +52,28 @@ func TestFinding1DecodeTroubleNeverDenies(t *testing.T) {
 			}
 		})
 	}
+	// The corners the API server accepts are read and tuned like any pod.
+	for name, v := range map[string]string{
+		"escapes":            "\u2028\u2029<>&\"\\\x00\x01\t\n",
+		"invalid UTF-8":      "\xff\xfe\xc0",
+		"astral plane":       "\U0001F600\uFFFD",
+		"trailing backslash": `v\`,
+		"200 kB":             strings.Repeat(`\"`, 100000),
+	} {
+		t.Run("annotation value with "+name, func(t *testing.T) {
+			p := newPod("", libcAnnotation("glibc"))
+			p.GenerateName = "f1-"
+			p.Annotations["example.com/value"] = v
+			p.Spec.Containers[0].Command = []string{"sh", "-c", v}
+			got, err := clientset.CoreV1().Pods("e2e-f1-enforce").Create(context.Background(), p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := got.Annotations[mutate.AnnotationStatus]; s != mutate.StatusInjected {
+				t.Errorf("status %q, want %q", s, mutate.StatusInjected)
+			}
+		})
+	}
 }
 
 // Finding 2: dns-tuner keeps a valid pod valid. Annotations may total 262,144 bytes; a pod at
