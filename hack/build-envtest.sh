@@ -24,7 +24,8 @@ if have; then echo "$ENVTEST_DIR"; exit 0; fi
 
 mkdir -p "$ENVTEST_DIR"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# setup-envtest leaves its store read-only
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 export GOTOOLCHAIN=local
 
 # download: setup-envtest of the controller-runtime minor release go.mod uses (its module is
