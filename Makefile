@@ -1,4 +1,6 @@
-# dns-tuner. `make test` is what CI runs; it installs and builds what it needs.
+# dns-tuner. `make test` is what CI runs (.ci/run); it installs and builds what it needs.
+# `make help` lists the targets. System packages come from `make deps` alone (apt-get, as
+# root); every other target only builds into bin/ from the Go module proxy.
 SHELL := /usr/bin/env bash
 export GOTOOLCHAIN := local
 
@@ -6,33 +8,40 @@ ENVTEST_DIR = $(shell hack/build-envtest.sh --print-dir)
 GOLANGCI_LINT_VERSION ?= v2.15.0
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 
-.PHONY: all build test unit lint fmt vet deps envtest tools render-check demo lab bench clean
+.DEFAULT_GOAL := build
+.PHONY: help all build test unit e2e lint fmt vet deps envtest tools render-check demo lab bench clean
+
+help: ## This list
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 all: build
 
 build: ## Build bin/dns-tuner (the same line as the Dockerfile)
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/dns-tuner ./cmd/dns-tuner
 
-deps: ## System packages for the tests (gcc, musl-gcc, unshare)
+deps: ## Install missing system packages (gcc, musl-tools, util-linux) with apt-get; needs root
 	hack/deps.sh
 
-envtest: ## kube-apiserver and etcd, built from the Go module proxy once
+envtest: ## kube-apiserver and etcd into bin/k8s: setup-envtest download, else built from the Go module proxy
 	hack/build-envtest.sh >/dev/null
 
-tools: ## helm, kustomize, kubeconform from the Go module proxy
+tools: ## helm, kustomize and CRDs into bin/, from the Go module proxy
 	hack/tools.sh
 
-test: deps envtest tools vet fmt build ## Everything: unit, envtest, real resolvers, registry, deployment checks
+test: deps envtest tools vet fmt build ## Everything CI runs: unit, envtest, real resolvers and images, deployment checks
 	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) go test $(GO_TEST_FLAGS) ./...
 	hack/render-check.sh
 
-unit: ## Fast tests only (no control plane)
-	go test -short ./internal/mutate/... ./internal/policy/... ./internal/resolvconf/...
+unit: ## Fast tests: go test -short ./... (no control plane, no root, no image builds)
+	go test -short ./...
 
-vet:
+e2e: envtest tools ## The envtest suites alone (test/e2e: admission and deployment through a real kube-apiserver)
+	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) go test $(GO_TEST_FLAGS) ./test/e2e/...
+
+vet: ## go vet
 	go vet ./...
 
-fmt:
+fmt: ## Fail if a Go file needs gofmt
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 lint: ## golangci-lint, built from the Go module proxy
@@ -53,5 +62,5 @@ bench: envtest ## Benchmarks quoted in the README
 	go test -run '^$$' -bench BenchmarkAdmission -benchtime 5000x ./webhook/
 	go test -run '^$$' -bench . -benchmem ./internal/mutate/ ./internal/inspect/ ./internal/verdicts/
 
-clean:
+clean: ## Remove bin/dns-tuner
 	rm -rf bin/dns-tuner

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests need on a fresh Debian machine: gcc and musl-gcc
 # build the real resolver probes and test images, unshare/mount isolate each probe's
-# /etc/resolv.conf. Nothing is installed when everything is already there.
+# /etc/resolv.conf. Nothing is installed when everything is already there. `make deps` runs it
+# (and so does `make test`); it is the only step of the build that installs system packages.
 set -euo pipefail
 
 need=()

@@ -5,7 +5,7 @@
 #
 # kubeconform is not run: it validates against JSON schemas it downloads, which is not
 # possible here, and with -ignore-missing-schemas it would validate nothing. Instead
-# test/deploy applies every rendered object to a real kube-apiserver (envtest, server-side
+# test/e2e/deploy applies every rendered object to a real kube-apiserver (envtest, server-side
 # apply, dry-run, strict field validation), which is the stronger check.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -5,7 +5,7 @@
 #   hack/tools.sh            install all
 #   hack/tools.sh helm       install one (helm, kustomize, crds)
 # kubeconform is not installed: its schemas are downloaded at run time, which is not possible
-# here; test/deploy checks every rendered object against a real kube-apiserver instead.
+# here; test/e2e/deploy checks every rendered object against a real kube-apiserver instead.
 set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
@@ -13,7 +13,7 @@ HELM_STAMP="$HELM_VERSION+k8s1.37"
 # kustomize v5.8.3 needs Go 1.27; v5.8.2 (kustomize/api v0.21.2) builds with Go 1.26.
 KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.8.2}"
 
-# CRDs test/deploy installs into envtest so the chart's optional objects meet real schemas.
+# CRDs test/e2e/deploy installs into envtest so the chart's optional objects meet real schemas.
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.21.2}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 

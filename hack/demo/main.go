@@ -38,11 +38,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/dns-tuner/dns-tuner/hack/envtestenv"
 	"github.com/dns-tuner/dns-tuner/internal/inspect/imagetest"
 	"github.com/dns-tuner/dns-tuner/internal/inspectcmd"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 	"github.com/dns-tuner/dns-tuner/internal/server"
+	"github.com/dns-tuner/dns-tuner/test/e2e/envtestenv"
 )
 
 func main() {

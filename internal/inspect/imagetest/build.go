@@ -147,7 +147,12 @@ type Builder struct {
 	bins map[string][]byte
 }
 
+// NewBuilder skips the test under -short: compiling the binaries takes seconds, and
+// `make unit` (go test -short ./...) is the fast loop; `make test` runs them.
 func NewBuilder(t testing.TB) *Builder {
+	if testing.Short() {
+		t.Skip("builds real images with gcc, musl-gcc and go: skipped under -short")
+	}
 	return &Builder{t: t, dir: t.TempDir(), bins: map[string][]byte{}}
 }
 

@@ -9,6 +9,7 @@
 package deploy
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,10 +22,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/dns-tuner/dns-tuner/hack/envtestenv"
+	"github.com/dns-tuner/dns-tuner/test/e2e/envtestenv"
 )
 
-const root = "../.."
+const root = "../../.."
 
 var (
 	cfg *rest.Config
@@ -33,37 +34,29 @@ var (
 	k client.Client
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
+func TestMain(m *testing.M) {
+	flag.Parse()
 	for _, tool := range []string{"bin/helm", "bin/kustomize", "bin/crds"} {
-		if _, err := os.Stat(filepath.Join(root, tool)); err != nil {
+		if _, err := os.Stat(filepath.Join(root, tool)); err != nil && !testing.Short() {
 			fmt.Fprintf(os.Stderr, "deploy: %s missing: run hack/tools.sh (make tools)\n", tool)
-			return 1
+			os.Exit(1)
 		}
 	}
-	dir, err := envtestenv.AssetsDir(root, false)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "deploy: locating envtest binaries:", err)
-		return 1
-	}
 	env := &envtest.Environment{
-		BinaryAssetsDirectory: dir,
 		// cert-manager's and prometheus-operator's own CRDs, so their objects meet real schemas.
 		CRDInstallOptions: envtest.CRDInstallOptions{Paths: []string{filepath.Join(root, "bin/crds")}, ErrorIfPathMissing: true},
 	}
-	if cfg, err = env.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "deploy: starting envtest (hack/build-envtest.sh builds it):", err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "deploy:", err)
-		return 1
-	}
-	k = client.WithFieldValidation(c, metav1.FieldValidationStrict)
-	return m.Run()
+	os.Exit(envtestenv.Main(m, "deploy", env, func(c *rest.Config, _ func(func())) error {
+		cfg = c
+		scheme := runtime.NewScheme()
+		if err := clientgoscheme.AddToScheme(scheme); err != nil {
+			return err
+		}
+		cl, err := client.New(cfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return err
+		}
+		k = client.WithFieldValidation(cl, metav1.FieldValidationStrict)
+		return nil
+	}))
 }

@@ -1,0 +1,155 @@
+// Package admission proves dns-tuner's admission loop against a real kube-apiserver
+// (envtest): the webhook configuration from config/webhook is installed, `serve` runs
+// in-process, and real pods are created through a client that records the API server's
+// warnings. One control plane serves the whole package; TestMain starts and stops it.
+package admission
+
+import (
+	"context"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/dns-tuner/dns-tuner/internal/server"
+	"github.com/dns-tuner/dns-tuner/test/e2e/envtestenv"
+)
+
+const root = "../../.."
+
+var (
+	// registryHost serves test images over plain HTTP on loopback; the policy lists it as
+	// insecure, which is also what allows a loopback address. registry.example, used by pods
+	// that are not about inspection, is denied so no test reaches for the network.
+	registryHost string
+	cfg          *rest.Config
+	clientset    *kubernetes.Clientset
+	warnings     = &warningRecorder{}
+	// hook is how envtest installed config/webhook: serving certificate, host, port and CA,
+	// which a test that runs its own webhook server reuses.
+	hook       *envtest.WebhookInstallOptions
+	policyFile string
+	logger     = logr.Discard()
+)
+
+// warningRecorder collects the Warning headers the API server returns, as kubectl shows them.
+type warningRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, text)
+}
+
+func (w *warningRecorder) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.msgs
+	w.msgs = nil
+	return out
+}
+
+// newClient is a clientset with its own warning recorder, for a test that must not see
+// another test's warnings.
+func newClient(t *testing.T) (*kubernetes.Clientset, *warningRecorder) {
+	t.Helper()
+	w := &warningRecorder{}
+	c := rest.CopyConfig(cfg)
+	c.WarningHandler = w
+	cs, err := kubernetes.NewForConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs, w
+}
+
+func TestMain(m *testing.M) {
+	env := &envtest.Environment{
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}},
+	}
+	os.Exit(envtestenv.Main(m, "e2e", env, func(c *rest.Config, cleanup func(func())) error {
+		cfg, hook = c, &env.WebhookInstallOptions
+		wcfg := rest.CopyConfig(cfg)
+		wcfg.WarningHandler = warnings
+		clientset = kubernetes.NewForConfigOrDie(wcfg)
+
+		reg := httptest.NewServer(registry.New(registry.Logger(stdlog.New(io.Discard, "", 0))))
+		cleanup(reg.Close)
+		registryHost = strings.TrimPrefix(reg.URL, "http://")
+		dir, err := os.MkdirTemp("", "dns-tuner-e2e-")
+		if err != nil {
+			return err
+		}
+		cleanup(func() { _ = os.RemoveAll(dir) })
+		policyFile = filepath.Join(dir, "policy.yaml")
+		pol := fmt.Sprintf("inspection:\n  enabled: true\n  insecureRegistries: [%q]\n  deniedRegistries: [registry.example]\n", registryHost)
+		if err := os.WriteFile(policyFile, []byte(pol), 0o600); err != nil {
+			return err
+		}
+
+		if os.Getenv("E2E_LOG") != "" {
+			z, _ := zap.NewDevelopment()
+			logger = zapr.NewLogger(z)
+		}
+		ctrl.SetLogger(logger)
+		stop, err := startWebhook(hook.LocalServingPort)
+		if err != nil {
+			return fmt.Errorf("webhook server did not start: %w", err)
+		}
+		cleanup(func() {
+			if err := stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "e2e: webhook server:", err)
+			}
+		})
+		return nil
+	}))
+}
+
+// startWebhook runs `serve` in-process on port with envtest's serving certificate and the
+// suite's policy, and waits until it serves TLS. stop ends it and waits for it to exit.
+func startWebhook(port int) (stop func() error, err error) {
+	o := server.Options{
+		ConfigFile: policyFile,
+		CertDir:    hook.LocalServingCertDir, CertName: "tls.crt", KeyName: "tls.key",
+		WebhookHost: hook.LocalServingHost, WebhookPort: port,
+		MetricsBindAddress: "0", HealthProbeBindAddr: "0", Namespace: "dns-tuner-system",
+		PolicyReload: time.Second,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- server.Run(ctx, o, cfg, logger) }()
+	stop = func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("webhook server on port %d did not stop", port)
+		}
+	}
+	if err := envtestenv.WaitForTLS(ctx, net.JoinHostPort(hook.LocalServingHost, strconv.Itoa(port)), 30*time.Second, done); err != nil {
+		cancel()
+		return nil, err
+	}
+	return stop, nil
+}
