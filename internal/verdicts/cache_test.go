@@ -118,7 +118,7 @@ func (f *fakeInspector) Inspect(ctx context.Context, ref name.Reference, command
 	return libc.Verdict{Libc: l, Source: libc.SourceEntrypoint, Evidence: "fake", Digest: d.String()}, nil
 }
 
-func newCached(f *fakeInspector, clock Clock, o Options) *Cached {
+func newCache(f *fakeInspector, clock Clock, o Options) *Cache {
 	o.Inspector, o.Clock = f, clock
 	return New(o)
 }
@@ -127,7 +127,7 @@ func target(image string) libc.Target {
 	return libc.Target{Namespace: "ns", PodName: "p", Container: "c", Image: image}
 }
 
-func detect(t *testing.T, c *Cached, tg libc.Target) libc.Verdict {
+func detect(t *testing.T, c *Cache, tg libc.Target) libc.Verdict {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -139,7 +139,7 @@ func TestCache(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1e9, 0)}
 	f := newFake()
 	d := f.add("example.com/app:1", libc.Musl)
-	c := newCached(f, clock, Options{TagTTL: time.Minute})
+	c := newCache(f, clock, Options{TagTTL: time.Minute})
 	defer c.Wait()
 	digestImage := "example.com/app@" + d.String()
 
@@ -201,7 +201,7 @@ func TestConcurrentDetectsShareOneInspection(t *testing.T) {
 	f := newFake()
 	f.add("example.com/app:1", libc.GLibc)
 	f.gate = make(chan struct{})
-	c := newCached(f, nil, Options{})
+	c := newCache(f, nil, Options{})
 	var wg sync.WaitGroup
 	verdicts := make([]libc.Verdict, 50)
 	for i := range verdicts {
@@ -236,7 +236,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 		f.add(fmt.Sprintf("example.com/app%d:1", i), libc.Musl)
 	}
 	f.gate = make(chan struct{})
-	c := newCached(f, nil, Options{Concurrency: 2})
+	c := newCache(f, nil, Options{Concurrency: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	for i := range 6 {
@@ -260,7 +260,7 @@ func TestBudgetExceededFinishesInBackground(t *testing.T) {
 	f := newFake()
 	f.add("example.com/slow:1", libc.Musl)
 	f.gate = make(chan struct{})
-	c := newCached(f, nil, Options{})
+	c := newCache(f, nil, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -287,7 +287,7 @@ func TestFailuresBackOff(t *testing.T) {
 	f := newFake()
 	f.add("example.com/flaky:1", libc.GLibc)
 	f.fail = errors.New("registry says no")
-	c := newCached(f, clock, Options{MinBackoff: time.Second, MaxBackoff: 4 * time.Second})
+	c := newCache(f, clock, Options{MinBackoff: time.Second, MaxBackoff: 4 * time.Second})
 	tg := target("example.com/flaky:1")
 	for _, s := range []struct {
 		advance  time.Duration
@@ -322,7 +322,7 @@ func TestFailuresBackOff(t *testing.T) {
 
 func TestEntriesAreBounded(t *testing.T) {
 	f := newFake()
-	c := newCached(f, nil, Options{Entries: 3})
+	c := newCache(f, nil, Options{Entries: 3})
 	for i := range 5 {
 		img := fmt.Sprintf("example.com/app%d:1", i)
 		f.add(img, libc.Musl)
@@ -345,7 +345,7 @@ func TestRefusedReferenceIsNotInspected(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFake()
-	c := newCached(f, nil, Options{ParseReference: g.ParseReference})
+	c := newCache(f, nil, Options{ParseReference: g.ParseReference})
 	v, err := c.Detect(context.Background(), target("evil.example.com/app:1"))
 	if v.Libc != libc.Unknown || !registry.IsRefused(err) || !strings.Contains(v.Reason, "denied") {
 		t.Errorf("got %s %q %v", v.Libc, v.Reason, err)
@@ -368,7 +368,7 @@ func TestPrivateVerdictsNeedAccess(t *testing.T) {
 	f := newFake()
 	d := f.add("private.example.com/app:1", libc.GLibc)
 	var accessChecks atomic.Int64
-	c := newCached(f, nil, Options{
+	c := newCache(f, nil, Options{
 		Keychain: func(_ context.Context, ns, _ string, secrets []string) (authn.Keychain, error) {
 			if len(secrets) == 0 {
 				return anonymousKeychain{}, nil
@@ -415,7 +415,7 @@ func TestPrivateVerdictsNeedAccess(t *testing.T) {
 func TestTagsAreCachedPerPrincipal(t *testing.T) {
 	f := newFake()
 	f.add("private.example.com/app:1", libc.GLibc)
-	c := newCached(f, nil, Options{
+	c := newCache(f, nil, Options{
 		Keychain: func(_ context.Context, ns, _ string, secrets []string) (authn.Keychain, error) {
 			if len(secrets) == 0 {
 				return anonymousKeychain{}, nil
