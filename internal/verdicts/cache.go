@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -93,7 +94,7 @@ type Cache struct {
 	tags        *boundedLRU[tagKey, expiring[v1.Hash]]
 	keychains   *boundedLRU[scope, expiring[authn.Keychain]]
 	failures    *boundedLRU[flightKey, failure]
-	refs        *boundedLRU[string, name.Reference] // parsed image references: admission parses the same few
+	refs        *boundedLRU[string, parsedRef]      // parsed image references: admission parses the same few
 	flights     flight[flightKey, libc.Verdict]     // what admission waits for
 	inspections flight[inspectionKey, libc.Verdict] // the registry work
 	keychainsIn flight[scope, authn.Keychain]       // Kubernetes API reads
@@ -193,40 +194,54 @@ func (c *Cache) Bytes() int64 {
 // parse applies ParseReference once per image string: the registry policy it checks is fixed
 // for this detector's life (a policy change builds a new one), and refused images are not
 // remembered, so their error and metric are reported every time.
-func (c *Cache) parse(image string) (name.Reference, error) {
-	if ref, ok := c.refs.get(image); ok {
-		return ref, nil
+func (c *Cache) parse(image string) (parsedRef, error) {
+	if r, ok := c.refs.get(image); ok {
+		return r, nil
 	}
 	image = strings.Clone(image) // the key and the reference's parts must not pin the request
 	ref, err := c.o.ParseReference(image)
-	if err == nil {
-		c.refs.add(image, ref)
+	if err != nil {
+		return parsedRef{}, err
 	}
-	return ref, err
+	r := parsedRef{ref, ref.Name()}
+	c.refs.add(image, r)
+	return r, nil
+}
+
+// parsedRef is an image reference and its Name, which every lookup needs.
+type parsedRef struct {
+	ref  name.Reference
+	name string
 }
 
 // DetectCached implements libc.MemoryDetector: the answer Detect would give from memory
 // alone, or ok=false when Detect would have to wait for the registry or the API server.
 func (c *Cache) DetectCached(t libc.Target) (v libc.Verdict, err error, ok bool) {
-	ref, err := c.parse(t.Image)
+	r, err := c.parse(t.Image)
 	if err != nil {
 		return libc.Verdict{}, err, false // not ok: Detect reports it, with its metric
 	}
-	return c.fast(ref, flightKey{scopeOf(t), ref.Name(), commandKey(t.Command, t.Args)})
+	return c.fast(r.ref, flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args)})
 }
 
 // Detect implements libc.Detector. It answers from the caches without I/O when it can;
 // otherwise it starts (or joins) a background inspection and waits for it until ctx ends.
 func (c *Cache) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error) {
-	ref, err := c.parse(t.Image)
+	r, err := c.parse(t.Image)
 	if err != nil {
 		metrics.RegistryErrors.WithLabelValues(errorKind(err)).Inc()
 		return unknown("", fmt.Sprintf("image %s not inspected: %v", t.Image, err)), err
 	}
-	key := flightKey{scopeOf(t), ref.Name(), commandKey(t.Command, t.Args)}
-	if v, err, ok := c.fast(ref, key); ok {
+	key := flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args)}
+	if v, err, ok := c.fast(r.ref, key); ok {
 		return v, err
 	}
+	return c.wait(ctx, r.ref, t, key)
+}
+
+// wait starts or joins the flight for key and waits for it until ctx ends. Apart from Detect
+// so that what the flight's closure captures is moved to the heap on misses only.
+func (c *Cache) wait(ctx context.Context, ref name.Reference, t libc.Target, key flightKey) (libc.Verdict, error) {
 	metrics.CacheLookups.WithLabelValues("miss").Inc()
 	done := c.flights.start(key, func() (libc.Verdict, error) { return c.slow(ref, t, key) })
 	select {
@@ -251,7 +266,7 @@ func (c *Cache) fast(ref name.Reference, key flightKey) (libc.Verdict, error, bo
 		return libc.Verdict{}, nil, false
 	}
 	p := principal(kc.val, ref, key.scope)
-	d, ok := c.cachedDigest(ref, p, now)
+	d, ok := c.cachedDigest(ref, key.image, p, now)
 	if !ok {
 		return libc.Verdict{}, nil, false
 	}
@@ -297,7 +312,7 @@ func (c *Cache) slow(ref name.Reference, t libc.Target, key flightKey) (v libc.V
 
 	kc := c.keychain(ctx, t, key.scope, log)
 	p := principal(kc, ref, key.scope)
-	d, err := c.digest(ctx, ref, kc, p)
+	d, err := c.digest(ctx, ref, key.image, kc, p)
 	if err != nil {
 		return libc.Verdict{}, err
 	}
@@ -341,19 +356,19 @@ func (c *Cache) slow(ref name.Reference, t libc.Target, key flightKey) (v libc.V
 	return result[libc.Verdict](<-done)
 }
 
-func (c *Cache) cachedDigest(ref name.Reference, p scope, now time.Time) (v1.Hash, bool) {
+func (c *Cache) cachedDigest(ref name.Reference, refName string, p scope, now time.Time) (v1.Hash, bool) {
 	if d, ok := ref.(name.Digest); ok {
 		h, err := v1.NewHash(d.DigestStr())
 		return h, err == nil
 	}
-	e, ok := c.tags.get(tagKey{p, ref.Name()})
+	e, ok := c.tags.get(tagKey{p, refName})
 	return e.val, ok && now.Before(e.expires)
 }
 
 // digest returns the platform image digest of ref: a digest reference as is, a tag from the
 // TTL cache or the registry.
-func (c *Cache) digest(ctx context.Context, ref name.Reference, kc authn.Keychain, p scope) (v1.Hash, error) {
-	if d, ok := c.cachedDigest(ref, p, c.o.Clock.Now()); ok {
+func (c *Cache) digest(ctx context.Context, ref name.Reference, refName string, kc authn.Keychain, p scope) (v1.Hash, error) {
+	if d, ok := c.cachedDigest(ref, refName, p, c.o.Clock.Now()); ok {
 		return d, nil
 	}
 	if d, ok := ref.(name.Digest); ok {
@@ -368,7 +383,7 @@ func (c *Cache) digest(ctx context.Context, ref name.Reference, kc authn.Keychai
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("resolving %s: %w", ref, err)
 	}
-	c.tags.add(tagKey{p.owned(), ref.Name()}, expiring[v1.Hash]{val: h, expires: c.o.Clock.Now().Add(c.o.TagTTL)})
+	c.tags.add(tagKey{p.owned(), refName}, expiring[v1.Hash]{val: h, expires: c.o.Clock.Now().Add(c.o.TagTTL)})
 	return h, nil
 }
 
@@ -385,19 +400,23 @@ func (c *Cache) withSlot(ctx context.Context, f func() error) error {
 // commandKey distinguishes containers of one image that run different programs. The length
 // prefix keeps ["a b"] and ["a", "b"] apart.
 func commandKey(command, args []string) string {
-	var b strings.Builder
+	if command == nil && args == nil {
+		return "-;-;" // most containers: no allocation
+	}
+	var b []byte
 	for _, part := range [][]string{command, args} {
 		if part == nil {
-			b.WriteString("-;")
+			b = append(b, "-;"...)
 			continue
 		}
-		fmt.Fprintf(&b, "%d:", len(part))
+		b = append(strconv.AppendInt(b, int64(len(part)), 10), ':')
 		for _, s := range part {
-			fmt.Fprintf(&b, "%d:%s", len(s), s)
+			b = append(strconv.AppendInt(b, int64(len(s)), 10), ':')
+			b = append(b, s...)
 		}
-		b.WriteByte(';')
+		b = append(b, ';')
 	}
-	return b.String()
+	return string(b)
 }
 
 func unknown(digest, reason string) libc.Verdict {
@@ -491,6 +510,6 @@ func failureBytes(k flightKey, f failure) int64 {
 	return n
 }
 
-// refBytes counts the image string, and the parsed reference as three more copies of it
-// (original, repository and registry, tag or digest).
-func refBytes(image string, _ name.Reference) int64 { return entryOverhead + 4*int64(len(image)) }
+// refBytes counts the image string, and the parsed reference as four more copies of it
+// (original, repository and registry, tag or digest, name).
+func refBytes(image string, _ parsedRef) int64 { return entryOverhead + 5*int64(len(image)) }
