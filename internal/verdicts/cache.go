@@ -80,8 +80,11 @@ type Options struct {
 	MinBackoff  time.Duration // after a first failure [2s]
 	MaxBackoff  time.Duration // doubled per failure up to [5m]
 	Concurrency int           // registry operations at once [8]
-	Clock       Clock
-	Log         logr.Logger
+	// MaxPending bounds the inspections started and not finished, each a few goroutines;
+	// beyond it a miss is answered unknown at once (as the registry is busy) [256].
+	MaxPending int
+	Clock      Clock
+	Log        logr.Logger
 	// BaseContext ends background inspections (manager shutdown) [context.Background()].
 	BaseContext context.Context
 }
@@ -150,6 +153,9 @@ func New(o Options) *Cache {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 256
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}
@@ -243,6 +249,10 @@ func (c *Cache) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error)
 // so that what the flight's closure captures is moved to the heap on misses only.
 func (c *Cache) wait(ctx context.Context, ref name.Reference, t libc.Target, key flightKey) (libc.Verdict, error) {
 	metrics.CacheLookups.WithLabelValues("miss").Inc()
+	if c.flights.running() >= c.o.MaxPending {
+		metrics.RegistryErrors.WithLabelValues("busy").Inc()
+		return unknown("", fmt.Sprintf("image %s not inspected: %d inspections already pending", t.Image, c.o.MaxPending)), errBusy
+	}
 	done := c.flights.start(key, func() (libc.Verdict, error) { return c.slow(ref, t, key) })
 	select {
 	case r := <-done:

@@ -372,3 +372,33 @@ func BenchmarkCacheHit(b *testing.B) {
 		}
 	})
 }
+
+// A flood of distinct images does not start a goroutine each: past MaxPending, misses are
+// answered at once and nothing more is queued.
+func TestPendingInspectionsAreBounded(t *testing.T) {
+	f := newFake()
+	f.gate = make(chan struct{})
+	c := newCache(f, nil, Options{MaxPending: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	busy := 0
+	for i := range 20 {
+		img := fmt.Sprintf("example.com/app%d:1", i)
+		f.add(img, libc.Musl)
+		v, err := c.Detect(ctx, target(img))
+		if errors.Is(err, errBusy) {
+			busy++
+			if v.Libc != libc.Unknown || !strings.Contains(v.Reason, "pending") {
+				t.Errorf("busy answer %s %q", v.Libc, v.Reason)
+			}
+		}
+		if n := c.flights.running(); n > 4 {
+			t.Fatalf("%d inspections pending, want at most 4", n)
+		}
+	}
+	close(f.gate)
+	c.Wait()
+	if busy != 16 {
+		t.Errorf("%d busy answers, want 16", busy)
+	}
+}

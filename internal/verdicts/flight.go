@@ -48,6 +48,13 @@ func (f *flight[K, V]) start(k K, fn func() (V, error)) <-chan singleflight.Resu
 	})
 }
 
+// running is the number of calls running.
+func (f *flight[K, V]) running() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.active)
+}
+
 // wait blocks until no call runs.
 func (f *flight[K, V]) wait() { f.wg.Wait() }
 
