@@ -43,10 +43,6 @@ func (s scope) owned() scope {
 	return scope{strings.Clone(s.namespace), strings.Clone(s.serviceAccount), strings.Clone(s.pullSecrets)}
 }
 
-func (s scope) bytes() int64 {
-	return int64(len(s.namespace) + len(s.serviceAccount) + len(s.pullSecrets))
-}
-
 // principal is who a pull of ref with kc acts as: anonymous when the keychain has nothing for
 // that registry (so public images are shared by every pod), else the pod's credential scope.
 func principal(kc authn.Keychain, ref name.Reference, s scope) scope {

@@ -13,7 +13,7 @@ import (
 type boundedLRU[K comparable, V any] struct {
 	mu       sync.Mutex
 	lru      *simplelru.LRU[K, sized[V]]
-	size     func(K, V) int64 // conservative estimate of what an entry keeps alive
+	size     func(K, V) int64 // conservative estimate of what an entry keeps alive (sizes.go)
 	bytes    int64            // sum of size over the entries
 	maxBytes int64
 	onChange func(entries int) // metrics

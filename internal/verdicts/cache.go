@@ -169,11 +169,11 @@ func New(o Options) *Cache {
 	share := o.MaxBytes / 8
 	c := &Cache{
 		o:         o,
-		verdicts:  newBoundedLRU(o.Entries, 4*share, entryBytes, func(n int) { metrics.CacheSize.Set(float64(n)) }),
-		tags:      newBoundedLRU(o.Entries, share, tagBytes, nil),
-		keychains: newBoundedLRU(1024, share, keychainEntryBytes, nil),
-		failures:  newBoundedLRU(o.Entries, share, failureBytes, nil),
-		refs:      newBoundedLRU(o.Entries, share, refBytes, nil),
+		verdicts:  newBoundedLRU(o.Entries, 4*share, withFixed(entryBytes), func(n int) { metrics.CacheSize.Set(float64(n)) }),
+		tags:      newBoundedLRU(o.Entries, share, withFixed(tagBytes), nil),
+		keychains: newBoundedLRU(1024, share, withFixed(keychainEntryBytes), nil),
+		failures:  newBoundedLRU(o.Entries, share, withFixed(failureBytes), nil),
+		refs:      newBoundedLRU(o.Entries, share, withFixed(refBytes), nil),
 		sem:       make(chan struct{}, o.Concurrency),
 	}
 	if c.o.Access == nil {
@@ -482,44 +482,3 @@ func errorKind(err error) string {
 	}
 	return string(inspect.KindOf(err))
 }
-
-// Size estimates for the byte budgets: string bytes plus a generous fixed overhead for the
-// list element, map slot and struct headers of an entry, so the estimate errs high.
-const (
-	entryOverhead = 256
-	scopeOverhead = 96 // one scope in an entry's set: map slot and key
-)
-
-func hashBytes(h v1.Hash) int64 { return int64(len(h.Algorithm) + len(h.Hex)) }
-
-func verdictBytes(v libc.Verdict) int64 {
-	return int64(len(v.Libc) + len(v.Source) + len(v.Evidence) + len(v.Version) + len(v.Digest) + len(v.Reason) + 8)
-}
-
-func entryBytes(k verdictKey, e entry) int64 {
-	n := entryOverhead + hashBytes(k.digest) + int64(len(k.cmd)) + verdictBytes(e.v)
-	for s := range e.scopes {
-		n += scopeOverhead + s.bytes()
-	}
-	return n
-}
-
-func tagBytes(k tagKey, e expiring[v1.Hash]) int64 {
-	return entryOverhead + k.principal.bytes() + int64(len(k.ref)) + hashBytes(e.val)
-}
-
-func keychainEntryBytes(k scope, e expiring[authn.Keychain]) int64 {
-	return entryOverhead + k.bytes() + keychainBytes(e.val)
-}
-
-func failureBytes(k flightKey, f failure) int64 {
-	n := entryOverhead + k.scope.bytes() + int64(len(k.image)+len(k.cmd)+len(f.reason))
-	if f.err != nil {
-		n += int64(len(f.err.Error()))
-	}
-	return n
-}
-
-// refBytes counts the image string, and the parsed reference as four more copies of it
-// (original, repository and registry, tag or digest, name).
-func refBytes(image string, _ parsedRef) int64 { return entryOverhead + 5*int64(len(image)) }
