@@ -22,7 +22,7 @@ const (
 	KindNotFound    Kind = "not_found"       // repository, manifest, blob or platform missing
 	KindTooLarge    Kind = "too_large"       // byte caps (compressed, decompressed, entries, config)
 	KindBadResponse Kind = "bad_response"    // 5xx, malformed manifests/layers, digest mismatch
-	KindRefused     Kind = "refused_address" // reported by a transport that implements Kinder
+	KindRefused     Kind = "refused_address" // an error with Refused() true, e.g. the SSRF guard's
 	KindCanceled    Kind = "canceled"        // the caller gave up (not the registry's fault)
 )
 
@@ -42,8 +42,9 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Kinder lets an error from a caller-supplied transport (e.g. the SSRF guard) name its kind.
-type Kinder interface{ InspectKind() Kind }
+// refuser is an error from a caller-supplied transport that refused to contact an address
+// (registry.RefusedError). An interface, so the policy side need not import this package.
+type refuser interface{ Refused() bool }
 
 // Sentinels for errors.Is; every *Error of that kind matches.
 var (
@@ -70,9 +71,9 @@ func KindOf(err error) Kind {
 	if errors.As(err, &ie) && ie.Kind != "" {
 		return ie.Kind
 	}
-	var k Kinder
-	if errors.As(err, &k) {
-		return k.InspectKind()
+	var r refuser
+	if errors.As(err, &r) && r.Refused() {
+		return KindRefused
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return KindTimeout

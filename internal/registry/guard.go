@@ -14,8 +14,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/dns-tuner/dns-tuner/internal/inspect"
 )
 
 // Config is the registry policy: which hosts may be contacted and how.
@@ -54,8 +52,9 @@ func (e *RefusedError) Error() string {
 	return fmt.Sprintf("refused to contact %s: %s", e.Host, e.Reason)
 }
 
-// InspectKind classifies the refusal for internal/inspect (metrics, error kinds).
-func (e *RefusedError) InspectKind() inspect.Kind { return inspect.KindRefused }
+// Refused marks the error as a refusal for classifiers that must not import this package
+// (internal/inspect counts it as kind refused_address).
+func (e *RefusedError) Refused() bool { return true }
 
 // IsRefused reports whether err (or an error it wraps) is a RefusedError.
 func IsRefused(err error) bool {
@@ -219,7 +218,7 @@ func (g *Guard) RemoteOptions() []remote.Option {
 }
 
 // RetryOptions are RemoteOptions without the transport, for callers that wrap Transport
-// themselves (inspect.Options.Transport meters it).
+// themselves (the inspector's transport meters it).
 func (g *Guard) RetryOptions() []remote.Option {
 	return []remote.Option{
 		remote.WithRetryBackoff(g.backoff),

@@ -2,8 +2,12 @@ package registry_test
 
 import (
 	"context"
+	"fmt"
+	"go/parser"
+	"go/token"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/dns-tuner/dns-tuner/internal/inspect"
 	"github.com/dns-tuner/dns-tuner/internal/registry"
 	"github.com/dns-tuner/dns-tuner/internal/registry/registrytest"
 )
@@ -288,5 +293,36 @@ func TestRetriesAreBounded(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("HEAD against a 503 registry took %s", d)
+	}
+}
+
+// The inspector labels a refusal refused_address (metrics, failure reasons) without this
+// package importing it.
+func TestRefusalIsClassifiedByInspect(t *testing.T) {
+	err := fmt.Errorf("manifest: %w", &registry.RefusedError{Host: "127.0.0.1:5000", Reason: "loopback"})
+	if k := inspect.KindOf(err); k != inspect.KindRefused {
+		t.Errorf("KindOf(refusal) = %q, want %q", k, inspect.KindRefused)
+	}
+}
+
+// The registry policy is a library below the inspector: it must not import it (issue 8).
+func TestDoesNotImportInspect(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range af.Imports {
+			if strings.HasSuffix(strings.Trim(imp.Path.Value, `"`), "/internal/inspect") {
+				t.Errorf("%s imports %s", f, imp.Path.Value)
+			}
+		}
 	}
 }

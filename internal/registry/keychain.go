@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	kauth "github.com/google/go-containerregistry/pkg/authn/kubernetes"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 )
 
@@ -34,9 +38,11 @@ func NewPodKeychains(cfg *rest.Config) (*PodKeychains, error) {
 }
 
 // Keychain returns the pod's keychain. Missing secrets or ServiceAccount are skipped, as the
-// kubelet skips them. Errors name objects, never their contents.
+// kubelet skips them. Errors name objects, never their contents. The keychain's Bytes method
+// estimates the memory it holds, for caches bounded in bytes: a pull secret may be 1 MiB.
 func (k *PodKeychains) Keychain(ctx context.Context, namespace, serviceAccount string, pullSecrets []string) (authn.Keychain, error) {
-	kc, err := kauth.New(ctx, k.Client, kauth.Options{
+	read := &secretBytes{Interface: k.Client}
+	kc, err := kauth.New(ctx, read, kauth.Options{
 		Namespace:          namespace,
 		ServiceAccountName: serviceAccount,
 		ImagePullSecrets:   pullSecrets,
@@ -46,7 +52,53 @@ func (k *PodKeychains) Keychain(ctx context.Context, namespace, serviceAccount s
 		return nil, fmt.Errorf("reading pull credentials of namespace %s (serviceaccount %q, %d pull secrets): %s",
 			namespace, serviceAccount, len(pullSecrets), redactedKind(err))
 	}
-	return kc, nil
+	// Parsed credentials keep about the secrets' bytes; count them twice for the decoded
+	// copies, plus a fixed overhead per secret.
+	return &sizedKeychain{Keychain: kc, bytes: 2*read.bytes.Load() + 1024*read.secrets.Load()}, nil
+}
+
+// sizedKeychain is a keychain that knows how much memory it holds (verdicts.KeychainFunc).
+type sizedKeychain struct {
+	authn.Keychain
+	bytes int64
+}
+
+// Bytes estimates the memory the keychain holds.
+func (k *sizedKeychain) Bytes() int64 { return k.bytes }
+
+// secretBytes counts the data of the secrets read through it.
+type secretBytes struct {
+	kubernetes.Interface
+	bytes, secrets atomic.Int64
+}
+
+func (c *secretBytes) CoreV1() corev1client.CoreV1Interface {
+	return secretBytesCore{c.Interface.CoreV1(), c}
+}
+
+type secretBytesCore struct {
+	corev1client.CoreV1Interface
+	count *secretBytes
+}
+
+func (c secretBytesCore) Secrets(namespace string) corev1client.SecretInterface {
+	return secretBytesGet{c.CoreV1Interface.Secrets(namespace), c.count}
+}
+
+type secretBytesGet struct {
+	corev1client.SecretInterface
+	count *secretBytes
+}
+
+func (s secretBytesGet) Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Secret, error) {
+	sec, err := s.SecretInterface.Get(ctx, name, opts)
+	if err == nil {
+		s.count.secrets.Add(1)
+		for _, d := range sec.Data {
+			s.count.bytes.Add(int64(len(d)))
+		}
+	}
+	return sec, err
 }
 
 // redactedKind keeps API and network errors (forbidden, timeouts: no secret data) and hides

@@ -95,3 +95,32 @@ func TestPodKeychain(t *testing.T) {
 		})
 	}
 }
+
+// The verdict cache bounds its memory in bytes; a pod's keychain says how large its secrets
+// were (a pull secret may be 1 MiB).
+func TestPodKeychainReportsItsSize(t *testing.T) {
+	big := dockerConfigSecret("ns", "big", "registry.example.com", "robot", strings.Repeat("p", 512<<10))
+	client := fake.NewClientset(big, dockerConfigSecret("ns", "small", "registry.example.com", "robot", "pw"))
+	pk := &registry.PodKeychains{Client: client}
+	for _, tc := range []struct {
+		secrets  []string
+		min, max int64
+	}{
+		{nil, 0, 4 << 10},
+		{[]string{"small"}, 100, 4 << 10},
+		{[]string{"big"}, 512 << 10, 4 << 20},
+		{[]string{"big", "small"}, 512 << 10, 4 << 20},
+	} {
+		kc, err := pk.Keychain(context.Background(), "ns", "", tc.secrets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, ok := kc.(interface{ Bytes() int64 })
+		if !ok {
+			t.Fatalf("keychain %T has no Bytes method", kc)
+		}
+		if n := s.Bytes(); n < tc.min || n > tc.max {
+			t.Errorf("secrets %v: Bytes() = %d, want in [%d, %d]", tc.secrets, n, tc.min, tc.max)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -22,8 +23,9 @@ import (
 // newDetector builds the libc detector the policy asks for: registry inspection with the
 // pod's own pull credentials when policy.inspection.enabled, else unknown for every container
 // not annotated. It follows policy reloads: a changed inspection section rebuilds the
-// detector (and starts a fresh cache).
-func newDetector(ctx context.Context, o Options, src policy.Source, mgr ctrl.Manager, log logr.Logger) (libc.Detector, error) {
+// detector (and starts a fresh cache). It is a MemoryDetector, so admission answers cached
+// verdicts without a goroutine or timer per container.
+func newDetector(ctx context.Context, o Options, src policy.Source, mgr ctrl.Manager, log logr.Logger) (libc.MemoryDetector, error) {
 	keychains, err := registry.NewPodKeychains(mgr.GetConfig())
 	if err != nil {
 		return nil, err
@@ -73,38 +75,68 @@ type policyDetector struct {
 	build func(policy.Inspection) (libc.Detector, error)
 	log   logr.Logger
 
-	mu   sync.Mutex
-	seen *policy.Policy // the policy object det was checked against
+	// last is read without the lock on every container: admissions must not queue on a
+	// mutex for a policy that rarely changes.
+	last atomic.Pointer[built]
+	mu   sync.Mutex // serialises rebuilds
 	in   policy.Inspection
+}
+
+// built is the detector in use and the policy object it was checked against.
+type built struct {
+	seen *policy.Policy
 	det  libc.Detector
 }
+
+var _ libc.MemoryDetector = (*policyDetector)(nil)
 
 func (d *policyDetector) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error) {
 	det, _ := d.current()
 	return det.Detect(ctx, t)
 }
 
+// DetectCached implements libc.MemoryDetector by asking the current detector. A detector that
+// never does I/O (inspection disabled) is answered directly.
+func (d *policyDetector) DetectCached(t libc.Target) (libc.Verdict, error, bool) {
+	det, _ := d.current()
+	switch det := det.(type) {
+	case libc.MemoryDetector:
+		return det.DetectCached(t)
+	case libc.UnknownDetector:
+		v, err := det.Detect(context.Background(), t)
+		return v, err, true
+	}
+	return libc.Verdict{}, nil, false
+}
+
 func (d *policyDetector) current() (libc.Detector, error) {
 	p := d.src.Current()
+	if b := d.last.Load(); b != nil && b.seen == p { // the common case: same policy object
+		return b.det, nil
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if p == d.seen && d.det != nil { // the common case: same policy object, no comparison
-		return d.det, nil
+	b := d.last.Load()
+	if b != nil && b.seen == p {
+		return b.det, nil
 	}
-	d.seen = p
-	if d.det != nil && reflect.DeepEqual(p.Inspection, d.in) {
-		return d.det, nil
+	if b != nil && reflect.DeepEqual(p.Inspection, d.in) {
+		d.last.Store(&built{seen: p, det: b.det})
+		return b.det, nil
 	}
 	det, err := d.build(p.Inspection)
 	if err != nil {
 		d.log.Error(err, "inspection settings rejected; keeping the previous ones")
-		if d.det == nil {
-			d.det = libc.UnknownDetector{}
+		prev := libc.Detector(libc.UnknownDetector{})
+		if b != nil {
+			prev = b.det
 		}
-		return d.det, err
+		d.last.Store(&built{seen: p, det: prev}) // not rebuilt for every pod
+		return prev, err
 	}
 	d.log.Info("registry inspection configured", "enabled", p.Inspection.Enabled, "platform", p.Inspection.Platform,
 		"allowed", p.Inspection.AllowedRegistries, "denied", p.Inspection.DeniedRegistries, "insecure", p.Inspection.InsecureRegistries)
-	d.in, d.det = p.Inspection, det
+	d.in = p.Inspection
+	d.last.Store(&built{seen: p, det: det})
 	return det, nil
 }

@@ -12,11 +12,11 @@ import (
 
 // FromPolicy builds the registry-backed detector an inspection policy describes: the SSRF
 // guard from its registry lists, an inspector bounded by its platform, byte cap and
-// per-image timeout, and the cache around it. o supplies credentials (Keychain), clock, log,
-// cache sizes and BaseContext; FromPolicy sets Inspector, ParseReference, RemoteOptions and
-// Timeout. Callers such as `dns-tuner explain` use it too, so that they see what admission
-// sees.
-func FromPolicy(in policy.Inspection, o Options) (*Cached, error) {
+// per-image timeout, and the verdict cache around it. o supplies credentials (Keychain),
+// clock, log, cache sizes and BaseContext; FromPolicy sets Inspector, ParseReference,
+// RemoteOptions and Timeout. Callers such as `dns-tuner explain` use it too, so that they see
+// what admission sees.
+func FromPolicy(in policy.Inspection, o Options) (*Cache, error) {
 	g, err := registry.New(registry.Config{
 		Allowed:  in.AllowedRegistries,
 		Denied:   in.DeniedRegistries,

@@ -1,26 +1,25 @@
-// Package detect makes registry inspection fit admission: verdicts cached by image digest,
-// tags resolved at most once a minute, one inspection per image however many pods ask,
-// failures backed off, and inspections that outlive the admission budget so the next pod
-// finds their result.
+// Package verdicts makes registry inspection fit admission: libc verdicts cached by image
+// digest, tags resolved at most once a minute, one inspection per image however many pods
+// ask, failures backed off, and inspections that outlive the admission budget so the next pod
+// finds their result. Every cache is bounded in entries and in estimated bytes.
 //
 // Credentials and the cache: verdicts are keyed by digest (a verdict is not secret), but each
 // entry remembers who could pull the image: "public" once anyone fetched it anonymously, else
 // the credential scopes (namespace, ServiceAccount, pull-secret names) that fetched it. A pod
 // whose scope is not on the entry first proves access with its own keychain (one manifest
 // HEAD) before it is served the verdict, so a private image's existence and contents never
-// leak to a pod that could not pull it. Tag→digest answers are cached per principal (anonymous
-// or scope) for the same reason.
+// leak to a pod that could not pull it (access.go). Tag→digest answers are cached per
+// principal (anonymous or scope) for the same reason.
 package verdicts
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -33,7 +32,7 @@ import (
 	"github.com/dns-tuner/dns-tuner/internal/metrics"
 )
 
-// Inspector is what Cached needs from internal/inspect.Inspector.
+// Inspector is what Cache needs from internal/inspect.Inspector.
 type Inspector interface {
 	// Resolve turns a tag (or index) into the digest of the platform image.
 	Resolve(ctx context.Context, ref name.Reference, extra ...remote.Option) (v1.Hash, error)
@@ -41,7 +40,8 @@ type Inspector interface {
 	Inspect(ctx context.Context, ref name.Reference, command, args []string, extra ...remote.Option) (libc.Verdict, error)
 }
 
-// KeychainFunc returns one pod's registry credentials (registry.PodKeychains.Keychain).
+// KeychainFunc returns one pod's registry credentials (registry.PodKeychains.Keychain). A
+// keychain with a `Bytes() int64` method reports what it holds, for the cache's byte budget.
 type KeychainFunc func(ctx context.Context, namespace, serviceAccount string, pullSecrets []string) (authn.Keychain, error)
 
 // AccessFunc returns nil if kc may pull ref.
@@ -54,7 +54,11 @@ type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
 
-// Options configure Cached. Zero values take the defaults in brackets.
+// DefaultMaxBytes bounds the estimated size of every cache together: far below the chart's
+// memory limit, and room for thousands of verdicts.
+const DefaultMaxBytes = 16 << 20
+
+// Options configure a Cache. Zero values take the defaults in brackets.
 type Options struct {
 	Inspector Inspector
 	// ParseReference applies the registry policy (registry.Guard.ParseReference) [name.ParseReference].
@@ -66,42 +70,71 @@ type Options struct {
 	// RemoteOptions are used by the default Access: the guarded transport and retries.
 	RemoteOptions []remote.Option
 
-	Timeout     time.Duration // one background inspection, credentials to verdict [20s]
-	Entries     int           // verdicts kept [4096]
+	Timeout time.Duration // one background inspection, credentials to verdict [20s]
+	Entries int           // verdicts kept, and tags, failures and parsed references [4096]
+	// MaxBytes bounds the estimated bytes of all caches together [DefaultMaxBytes]: half for
+	// verdicts, an eighth each for tags, failures, parsed references and credentials.
+	MaxBytes    int64
 	TagTTL      time.Duration // tag→digest answers [1m]
 	KeychainTTL time.Duration // a pod scope's credentials [1m]
 	MinBackoff  time.Duration // after a first failure [2s]
 	MaxBackoff  time.Duration // doubled per failure up to [5m]
 	Concurrency int           // registry operations at once [8]
-	Clock       Clock
-	Log         logr.Logger
+	// MaxPending bounds the inspections started and not finished, each a few goroutines;
+	// beyond it a miss is answered unknown at once (as the registry is busy) [256].
+	MaxPending int
+	Clock      Clock
+	Log        logr.Logger
 	// BaseContext ends background inspections (manager shutdown) [context.Background()].
 	BaseContext context.Context
 }
 
-// Cached is a libc.Detector over an Inspector. Safe for concurrent use.
-type Cached struct {
+// Cache is a libc.MemoryDetector over an Inspector: the verdict cache admission asks. Safe
+// for concurrent use.
+type Cache struct {
 	o           Options
-	verdicts    *lru[string, entry]
-	tags        *lru[string, expiring[v1.Hash]]
-	keychains   *lru[string, expiring[authn.Keychain]]
-	failures    *lru[string, failure]
-	refs        *lru[string, name.Reference] // parsed image references: admission parses the same few
-	flights     group                        // per pod scope, image and command: what admission waits for
-	inspections group                        // per principal, digest and command: the registry work
-	keychainsIn group                        // per scope: Kubernetes API reads
+	verdicts    *boundedLRU[verdictKey, entry]
+	tags        *boundedLRU[tagKey, expiring[v1.Hash]]
+	keychains   *boundedLRU[scope, expiring[authn.Keychain]]
+	failures    *boundedLRU[flightKey, failure]
+	refs        *boundedLRU[string, parsedRef]      // parsed image references: admission parses the same few
+	flights     flight[flightKey, libc.Verdict]     // what admission waits for
+	inspections flight[inspectionKey, libc.Verdict] // the registry work
+	keychainsIn flight[scope, authn.Keychain]       // Kubernetes API reads
 	sem         chan struct{}
 }
 
-var _ libc.Detector = (*Cached)(nil)
+var _ libc.MemoryDetector = (*Cache)(nil)
 
-// anon is the principal of a pull that used no credentials.
-const anon = "anonymous"
+// flightKey is what one container of a pod waits for: its scope, image and command.
+type flightKey struct {
+	scope scope
+	image string // ref.Name()
+	cmd   string // commandKey
+}
+
+// verdictKey is what a verdict depends on: the image digest and the command it runs.
+type verdictKey struct {
+	digest v1.Hash
+	cmd    string
+}
+
+// tagKey is a tag→digest answer as one principal saw it.
+type tagKey struct {
+	principal scope
+	ref       string // ref.Name()
+}
+
+// inspectionKey is one principal's inspection of a digest.
+type inspectionKey struct {
+	principal scope
+	verdictKey
+}
 
 var errBusy = errors.New("all inspection slots busy")
 
-// New returns a Cached detector.
-func New(o Options) *Cached {
+// New returns a Cache.
+func New(o Options) *Cache {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -115,8 +148,14 @@ func New(o Options) *Cached {
 	if o.Entries <= 0 {
 		o.Entries = 4096
 	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 256
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}
@@ -127,13 +166,14 @@ func New(o Options) *Cached {
 	if o.ParseReference == nil {
 		o.ParseReference = func(s string) (name.Reference, error) { return name.ParseReference(s) }
 	}
-	c := &Cached{
+	share := o.MaxBytes / 8
+	c := &Cache{
 		o:         o,
-		verdicts:  newLRU[string, entry](o.Entries, func(n int) { metrics.CacheSize.Set(float64(n)) }),
-		tags:      newLRU[string, expiring[v1.Hash]](o.Entries, nil),
-		keychains: newLRU[string, expiring[authn.Keychain]](1024, nil),
-		failures:  newLRU[string, failure](o.Entries, nil),
-		refs:      newLRU[string, name.Reference](o.Entries, nil),
+		verdicts:  newBoundedLRU(o.Entries, 4*share, withFixed(entryBytes), func(n int) { metrics.CacheSize.Set(float64(n)) }),
+		tags:      newBoundedLRU(o.Entries, share, withFixed(tagBytes), nil),
+		keychains: newBoundedLRU(1024, share, withFixed(keychainEntryBytes), nil),
+		failures:  newBoundedLRU(o.Entries, share, withFixed(failureBytes), nil),
+		refs:      newBoundedLRU(o.Entries, share, withFixed(refBytes), nil),
 		sem:       make(chan struct{}, o.Concurrency),
 	}
 	if c.o.Access == nil {
@@ -143,60 +183,80 @@ func New(o Options) *Cached {
 }
 
 // Wait blocks until no background work is running: for tests and graceful shutdown.
-func (c *Cached) Wait() {
-	c.flights.wg.Wait()
-	c.inspections.wg.Wait()
-	c.keychainsIn.wg.Wait()
+func (c *Cache) Wait() {
+	c.flights.wait()
+	c.inspections.wait()
+	c.keychainsIn.wait()
 }
 
 // Len is the number of verdicts cached.
-func (c *Cached) Len() int { return c.verdicts.len() }
+func (c *Cache) Len() int { return c.verdicts.len() }
+
+// Bytes is the estimated size of every cache together, at most Options.MaxBytes.
+func (c *Cache) Bytes() int64 {
+	return c.verdicts.accounted() + c.tags.accounted() + c.keychains.accounted() + c.failures.accounted() + c.refs.accounted()
+}
 
 // parse applies ParseReference once per image string: the registry policy it checks is fixed
 // for this detector's life (a policy change builds a new one), and refused images are not
 // remembered, so their error and metric are reported every time.
-func (c *Cached) parse(image string) (name.Reference, error) {
-	if ref, ok := c.refs.get(image); ok {
-		return ref, nil
+func (c *Cache) parse(image string) (parsedRef, error) {
+	if r, ok := c.refs.get(image); ok {
+		return r, nil
 	}
+	image = strings.Clone(image) // the key and the reference's parts must not pin the request
 	ref, err := c.o.ParseReference(image)
-	if err == nil {
-		c.refs.add(image, ref)
+	if err != nil {
+		return parsedRef{}, err
 	}
-	return ref, err
+	r := parsedRef{ref, ref.Name()}
+	c.refs.add(image, r)
+	return r, nil
+}
+
+// parsedRef is an image reference and its Name, which every lookup needs.
+type parsedRef struct {
+	ref  name.Reference
+	name string
 }
 
 // DetectCached implements libc.MemoryDetector: the answer Detect would give from memory
 // alone, or ok=false when Detect would have to wait for the registry or the API server.
-func (c *Cached) DetectCached(t libc.Target) (v libc.Verdict, err error, ok bool) {
-	ref, err := c.parse(t.Image)
+func (c *Cache) DetectCached(t libc.Target) (v libc.Verdict, err error, ok bool) {
+	r, err := c.parse(t.Image)
 	if err != nil {
 		return libc.Verdict{}, err, false // not ok: Detect reports it, with its metric
 	}
-	scope := scopeKey(t)
-	cmd := commandKey(t.Command, t.Args)
-	return c.fast(ref, scope, scope+"\x00"+ref.Name()+"\x00"+cmd, cmd)
+	return c.fast(r.ref, flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args)})
 }
 
 // Detect implements libc.Detector. It answers from the caches without I/O when it can;
 // otherwise it starts (or joins) a background inspection and waits for it until ctx ends.
-func (c *Cached) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error) {
-	ref, err := c.parse(t.Image)
+func (c *Cache) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error) {
+	r, err := c.parse(t.Image)
 	if err != nil {
 		metrics.RegistryErrors.WithLabelValues(errorKind(err)).Inc()
 		return unknown("", fmt.Sprintf("image %s not inspected: %v", t.Image, err)), err
 	}
-	scope := scopeKey(t)
-	cmd := commandKey(t.Command, t.Args)
-	key := scope + "\x00" + ref.Name() + "\x00" + cmd
-	if v, err, ok := c.fast(ref, scope, key, cmd); ok {
+	key := flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args)}
+	if v, err, ok := c.fast(r.ref, key); ok {
 		return v, err
 	}
+	return c.wait(ctx, r.ref, t, key)
+}
+
+// wait starts or joins the flight for key and waits for it until ctx ends. Apart from Detect
+// so that what the flight's closure captures is moved to the heap on misses only.
+func (c *Cache) wait(ctx context.Context, ref name.Reference, t libc.Target, key flightKey) (libc.Verdict, error) {
 	metrics.CacheLookups.WithLabelValues("miss").Inc()
-	call := c.flights.start(key, func() (libc.Verdict, error) { return c.slow(ref, t, scope, key, cmd) })
+	if c.flights.running() >= c.o.MaxPending {
+		metrics.RegistryErrors.WithLabelValues("busy").Inc()
+		return unknown("", fmt.Sprintf("image %s not inspected: %d inspections already pending", t.Image, c.o.MaxPending)), errBusy
+	}
+	done := c.flights.start(key, func() (libc.Verdict, error) { return c.slow(ref, t, key) })
 	select {
-	case <-call.done:
-		return call.v, call.err
+	case r := <-done:
+		return result[libc.Verdict](r)
 	case <-ctx.Done():
 		return unknown("", fmt.Sprintf("inspection of %s did not finish within the admission budget; it continues in the background for later pods", t.Image)),
 			fmt.Errorf("waiting for inspection of %s: %w", t.Image, ctx.Err())
@@ -205,22 +265,22 @@ func (c *Cached) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error
 
 // fast answers from memory only: a cached failure still in backoff, or a verdict this pod's
 // principal may see.
-func (c *Cached) fast(ref name.Reference, scope, key, cmd string) (libc.Verdict, error, bool) {
+func (c *Cache) fast(ref name.Reference, key flightKey) (libc.Verdict, error, bool) {
 	now := c.o.Clock.Now()
 	if f, ok := c.failures.get(key); ok && now.Before(f.until) {
 		metrics.CacheLookups.WithLabelValues("negative").Inc()
 		return unknown("", fmt.Sprintf("%s (cached failure %d; next attempt in %s)", f.reason, f.n, f.until.Sub(now).Round(time.Second))), f.err, true
 	}
-	kc, ok := c.keychains.get(scope)
+	kc, ok := c.keychains.get(key.scope)
 	if !ok || !now.Before(kc.expires) {
 		return libc.Verdict{}, nil, false
 	}
-	p := principal(kc.val, ref, scope)
-	d, ok := c.cachedDigest(ref, p, now)
+	p := principal(kc.val, ref, key.scope)
+	d, ok := c.cachedDigest(ref, key.image, p, now)
 	if !ok {
 		return libc.Verdict{}, nil, false
 	}
-	e, ok := c.verdicts.get(verdictKey(d, cmd))
+	e, ok := c.verdicts.get(verdictKey{d, key.cmd})
 	if !ok || !e.allows(p) {
 		return libc.Verdict{}, nil, false
 	}
@@ -229,7 +289,7 @@ func (c *Cached) fast(ref name.Reference, scope, key, cmd string) (libc.Verdict,
 }
 
 // slow does whatever fast could not, in the background, bounded by Timeout.
-func (c *Cached) slow(ref name.Reference, t libc.Target, scope, key, cmd string) (v libc.Verdict, err error) {
+func (c *Cache) slow(ref name.Reference, t libc.Target, key flightKey) (v libc.Verdict, err error) {
 	ctx, cancel := context.WithTimeout(c.o.BaseContext, c.o.Timeout)
 	defer cancel()
 	log := c.o.Log.WithValues("image", t.Image, "namespace", t.Namespace, "pod", t.PodName, "container", t.Container)
@@ -242,27 +302,32 @@ func (c *Cached) slow(ref name.Reference, t libc.Target, scope, key, cmd string)
 		if !errors.As(err, new(counted)) {
 			metrics.RegistryErrors.WithLabelValues(kind).Inc()
 		}
-		reason := "registry inspection failed: " + err.Error()
+		msg := truncate(err.Error(), maxReason)
+		reason := "registry inspection failed: " + msg
 		v = unknown(v.Digest, reason)
 		if kind == "busy" || kind == string(inspect.KindCanceled) || c.o.BaseContext.Err() != nil {
 			return // not the registry's fault: try again with the next pod
 		}
+		// The cached error keeps the message and kind only: the original may hold a whole
+		// HTTP exchange, which the byte budget would not see.
+		cached := &cachedError{msg: msg, kind: kind}
+		key.scope = key.scope.owned()
 		f := c.failures.update(key, func(old failure, _ bool) failure {
 			n := old.n + 1
 			wait := min(c.o.MinBackoff<<min(n-1, 30), c.o.MaxBackoff)
-			return failure{n: n, until: c.o.Clock.Now().Add(wait), reason: reason, err: err}
+			return failure{n: n, until: c.o.Clock.Now().Add(wait), reason: reason, err: cached}
 		})
-		log.Info("inspection failed", "kind", kind, "error", err.Error(), "failures", f.n, "retryAfter", f.until.Sub(c.o.Clock.Now()))
+		log.Info("inspection failed", "kind", kind, "error", msg, "failures", f.n, "retryAfter", f.until.Sub(c.o.Clock.Now()))
 	}()
 
-	kc := c.keychain(ctx, t, scope, log)
-	p := principal(kc, ref, scope)
-	d, err := c.digest(ctx, ref, kc, p)
+	kc := c.keychain(ctx, t, key.scope, log)
+	p := principal(kc, ref, key.scope)
+	d, err := c.digest(ctx, ref, key.image, kc, p)
 	if err != nil {
 		return libc.Verdict{}, err
 	}
 	dref := ref.Context().Digest(d.String())
-	vkey := verdictKey(d, cmd)
+	vkey := verdictKey{d, key.cmd}
 	if e, ok := c.verdicts.get(vkey); ok {
 		if e.allows(p) {
 			return e.hit(), nil
@@ -273,7 +338,7 @@ func (c *Cached) slow(ref name.Reference, t libc.Target, scope, key, cmd string)
 		}
 		return c.verdicts.update(vkey, func(old entry, _ bool) entry { return old.with(p) }).hit(), nil
 	}
-	call := c.inspections.start(p+"\x00"+vkey, func() (libc.Verdict, error) {
+	done := c.inspections.start(inspectionKey{p, vkey}, func() (libc.Verdict, error) {
 		var v libc.Verdict
 		err := c.withSlot(ctx, func() error {
 			var err error
@@ -298,51 +363,22 @@ func (c *Cached) slow(ref name.Reference, t libc.Target, scope, key, cmd string)
 		log.V(1).Info("inspected", "digest", v.Digest, "libc", v.Libc, "evidence", v.Evidence, "bytes", v.Bytes, "duration", v.Duration)
 		return v, nil
 	})
-	<-call.done
-	return call.v, call.err
+	return result[libc.Verdict](<-done)
 }
 
-// keychain returns the scope's credentials, cached for KeychainTTL. If they cannot be read
-// (RBAC, API down) the pod is inspected anonymously: public images still work and nothing
-// private is reachable.
-func (c *Cached) keychain(ctx context.Context, t libc.Target, scope string, log logr.Logger) authn.Keychain {
-	if kc, ok := c.keychains.get(scope); ok && c.o.Clock.Now().Before(kc.expires) {
-		return kc.val
-	}
-	call := c.keychainsIn.start(scope, func() (libc.Verdict, error) {
-		var kc authn.Keychain = anonymousKeychain{}
-		if c.o.Keychain != nil {
-			k, err := c.o.Keychain(ctx, t.Namespace, t.ServiceAccount, t.PullSecrets)
-			if err != nil {
-				metrics.RegistryErrors.WithLabelValues("credentials").Inc()
-				log.Info("pull credentials unavailable; inspecting anonymously", "error", err.Error())
-			} else {
-				kc = k
-			}
-		}
-		c.keychains.add(scope, expiring[authn.Keychain]{val: kc, expires: c.o.Clock.Now().Add(c.o.KeychainTTL)})
-		return libc.Verdict{}, nil
-	})
-	<-call.done
-	if kc, ok := c.keychains.get(scope); ok {
-		return kc.val
-	}
-	return anonymousKeychain{}
-}
-
-func (c *Cached) cachedDigest(ref name.Reference, p string, now time.Time) (v1.Hash, bool) {
+func (c *Cache) cachedDigest(ref name.Reference, refName string, p scope, now time.Time) (v1.Hash, bool) {
 	if d, ok := ref.(name.Digest); ok {
 		h, err := v1.NewHash(d.DigestStr())
 		return h, err == nil
 	}
-	e, ok := c.tags.get(p + "\x00" + ref.Name())
+	e, ok := c.tags.get(tagKey{p, refName})
 	return e.val, ok && now.Before(e.expires)
 }
 
 // digest returns the platform image digest of ref: a digest reference as is, a tag from the
 // TTL cache or the registry.
-func (c *Cached) digest(ctx context.Context, ref name.Reference, kc authn.Keychain, p string) (v1.Hash, error) {
-	if d, ok := c.cachedDigest(ref, p, c.o.Clock.Now()); ok {
+func (c *Cache) digest(ctx context.Context, ref name.Reference, refName string, kc authn.Keychain, p scope) (v1.Hash, error) {
+	if d, ok := c.cachedDigest(ref, refName, p, c.o.Clock.Now()); ok {
 		return d, nil
 	}
 	if d, ok := ref.(name.Digest); ok {
@@ -357,11 +393,11 @@ func (c *Cached) digest(ctx context.Context, ref name.Reference, kc authn.Keycha
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("resolving %s: %w", ref, err)
 	}
-	c.tags.add(p+"\x00"+ref.Name(), expiring[v1.Hash]{val: h, expires: c.o.Clock.Now().Add(c.o.TagTTL)})
+	c.tags.add(tagKey{p.owned(), refName}, expiring[v1.Hash]{val: h, expires: c.o.Clock.Now().Add(c.o.TagTTL)})
 	return h, nil
 }
 
-func (c *Cached) withSlot(ctx context.Context, f func() error) error {
+func (c *Cache) withSlot(ctx context.Context, f func() error) error {
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -371,84 +407,30 @@ func (c *Cached) withSlot(ctx context.Context, f func() error) error {
 	return f()
 }
 
-func (c *Cached) headManifest(ctx context.Context, ref name.Digest, kc authn.Keychain) error {
-	opts := append(slices.Clone(c.o.RemoteOptions), remote.WithContext(ctx), remote.WithAuthFromKeychain(kc))
-	_, err := remote.Head(ref, opts...)
-	return err
-}
-
-// principal is who a pull of ref with kc acts as: anonymous when the keychain has nothing for
-// that registry (so public images are shared by every pod), else the pod's credential scope.
-func principal(kc authn.Keychain, ref name.Reference, scope string) string {
-	if a, err := kc.Resolve(ref.Context()); err == nil && a == authn.Anonymous {
-		return anon
-	}
-	return scope
-}
-
-// scopeKey names the credentials a pod pulls with. Two pods with the same key get the same
-// keychain.
-func scopeKey(t libc.Target) string {
-	secrets := slices.Clone(t.PullSecrets)
-	slices.Sort(secrets)
-	secrets = slices.Compact(secrets)
-	sa := t.ServiceAccount
-	if sa == "" {
-		sa = "default"
-	}
-	return t.Namespace + "/" + sa + "/" + strings.Join(secrets, ",")
-}
-
 // commandKey distinguishes containers of one image that run different programs. The length
 // prefix keeps ["a b"] and ["a", "b"] apart.
 func commandKey(command, args []string) string {
-	var b strings.Builder
+	if command == nil && args == nil {
+		return "-;-;" // most containers: no allocation
+	}
+	var b []byte
 	for _, part := range [][]string{command, args} {
 		if part == nil {
-			b.WriteString("-;")
+			b = append(b, "-;"...)
 			continue
 		}
-		fmt.Fprintf(&b, "%d:", len(part))
+		b = append(strconv.AppendInt(b, int64(len(part)), 10), ':')
 		for _, s := range part {
-			fmt.Fprintf(&b, "%d:%s", len(s), s)
+			b = append(strconv.AppendInt(b, int64(len(s)), 10), ':')
+			b = append(b, s...)
 		}
-		b.WriteByte(';')
+		b = append(b, ';')
 	}
-	return b.String()
+	return string(b)
 }
-
-func verdictKey(d v1.Hash, cmd string) string { return d.String() + "\x00" + cmd }
 
 func unknown(digest, reason string) libc.Verdict {
 	return libc.Verdict{Libc: libc.Unknown, Source: libc.SourceNone, Digest: digest, Reason: reason}
-}
-
-// entry is a cached verdict and who may see it.
-type entry struct {
-	v      libc.Verdict
-	public bool            // someone pulled it anonymously
-	scopes map[string]bool // credential scopes that pulled it (copy on write)
-}
-
-func (e entry) allows(p string) bool { return e.public || e.scopes[p] }
-
-func (e entry) with(p string) entry {
-	if p == anon {
-		e.public = true
-		return e
-	}
-	e.scopes = maps.Clone(e.scopes)
-	if e.scopes == nil {
-		e.scopes = map[string]bool{}
-	}
-	e.scopes[p] = true
-	return e
-}
-
-func (e entry) hit() libc.Verdict {
-	v := e.v
-	v.Source = libc.SourceCache
-	return v
 }
 
 type expiring[V any] struct {
@@ -463,69 +445,40 @@ type failure struct {
 	err    error
 }
 
+// maxReason caps a registry's error text in cached failures: a hostile registry chooses it.
+const maxReason = 1024
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// cachedError is a failure as the cache keeps it: message and kind.
+type cachedError struct{ msg, kind string }
+
+func (e *cachedError) Error() string { return e.msg }
+
 // counted marks an error the inspector already counted in dns_tuner_registry_errors_total.
 type counted struct{ error }
 
 func (c counted) Unwrap() error { return c.error }
 
-type anonymousKeychain struct{}
-
-func (anonymousKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
-	return authn.Anonymous, nil
-}
-
 // errorKind labels dns_tuner_registry_errors_total, with internal/inspect's kinds.
 func errorKind(err error) string {
 	var perr *name.ErrBadName
+	var cached *cachedError
 	switch {
 	case errors.Is(err, errBusy):
 		return "busy"
 	case errors.As(err, &perr):
 		return "bad_reference"
+	case errors.As(err, &cached):
+		return cached.kind
 	}
 	return string(inspect.KindOf(err))
-}
-
-// group runs one function per key at a time; later callers for the key wait for the same
-// result. Unlike x/sync/singleflight it runs the function in its own goroutine (admission
-// can stop waiting) and lets Wait see every run.
-type group struct {
-	mu    sync.Mutex
-	calls map[string]*call
-	wg    sync.WaitGroup
-}
-
-type call struct {
-	done chan struct{}
-	v    libc.Verdict
-	err  error
-}
-
-func (g *group) start(key string, fn func() (libc.Verdict, error)) *call {
-	g.mu.Lock()
-	if c, ok := g.calls[key]; ok {
-		g.mu.Unlock()
-		return c
-	}
-	if g.calls == nil {
-		g.calls = map[string]*call{}
-	}
-	c := &call{done: make(chan struct{})}
-	g.calls[key] = c
-	g.wg.Add(1)
-	g.mu.Unlock()
-	go func() {
-		defer g.wg.Done()
-		defer func() {
-			if r := recover(); r != nil {
-				c.err = fmt.Errorf("inspection panicked: %v", r)
-			}
-			g.mu.Lock()
-			delete(g.calls, key)
-			g.mu.Unlock()
-			close(c.done)
-		}()
-		c.v, c.err = fn()
-	}()
-	return c
 }

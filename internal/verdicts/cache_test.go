@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -118,7 +117,7 @@ func (f *fakeInspector) Inspect(ctx context.Context, ref name.Reference, command
 	return libc.Verdict{Libc: l, Source: libc.SourceEntrypoint, Evidence: "fake", Digest: d.String()}, nil
 }
 
-func newCached(f *fakeInspector, clock Clock, o Options) *Cached {
+func newCache(f *fakeInspector, clock Clock, o Options) *Cache {
 	o.Inspector, o.Clock = f, clock
 	return New(o)
 }
@@ -127,7 +126,7 @@ func target(image string) libc.Target {
 	return libc.Target{Namespace: "ns", PodName: "p", Container: "c", Image: image}
 }
 
-func detect(t *testing.T, c *Cached, tg libc.Target) libc.Verdict {
+func detect(t *testing.T, c *Cache, tg libc.Target) libc.Verdict {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -139,7 +138,7 @@ func TestCache(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1e9, 0)}
 	f := newFake()
 	d := f.add("example.com/app:1", libc.Musl)
-	c := newCached(f, clock, Options{TagTTL: time.Minute})
+	c := newCache(f, clock, Options{TagTTL: time.Minute})
 	defer c.Wait()
 	digestImage := "example.com/app@" + d.String()
 
@@ -201,7 +200,7 @@ func TestConcurrentDetectsShareOneInspection(t *testing.T) {
 	f := newFake()
 	f.add("example.com/app:1", libc.GLibc)
 	f.gate = make(chan struct{})
-	c := newCached(f, nil, Options{})
+	c := newCache(f, nil, Options{})
 	var wg sync.WaitGroup
 	verdicts := make([]libc.Verdict, 50)
 	for i := range verdicts {
@@ -236,7 +235,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 		f.add(fmt.Sprintf("example.com/app%d:1", i), libc.Musl)
 	}
 	f.gate = make(chan struct{})
-	c := newCached(f, nil, Options{Concurrency: 2})
+	c := newCache(f, nil, Options{Concurrency: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	for i := range 6 {
@@ -260,7 +259,7 @@ func TestBudgetExceededFinishesInBackground(t *testing.T) {
 	f := newFake()
 	f.add("example.com/slow:1", libc.Musl)
 	f.gate = make(chan struct{})
-	c := newCached(f, nil, Options{})
+	c := newCache(f, nil, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -287,7 +286,7 @@ func TestFailuresBackOff(t *testing.T) {
 	f := newFake()
 	f.add("example.com/flaky:1", libc.GLibc)
 	f.fail = errors.New("registry says no")
-	c := newCached(f, clock, Options{MinBackoff: time.Second, MaxBackoff: 4 * time.Second})
+	c := newCache(f, clock, Options{MinBackoff: time.Second, MaxBackoff: 4 * time.Second})
 	tg := target("example.com/flaky:1")
 	for _, s := range []struct {
 		advance  time.Duration
@@ -322,7 +321,7 @@ func TestFailuresBackOff(t *testing.T) {
 
 func TestEntriesAreBounded(t *testing.T) {
 	f := newFake()
-	c := newCached(f, nil, Options{Entries: 3})
+	c := newCache(f, nil, Options{Entries: 3})
 	for i := range 5 {
 		img := fmt.Sprintf("example.com/app%d:1", i)
 		f.add(img, libc.Musl)
@@ -345,89 +344,13 @@ func TestRefusedReferenceIsNotInspected(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFake()
-	c := newCached(f, nil, Options{ParseReference: g.ParseReference})
+	c := newCache(f, nil, Options{ParseReference: g.ParseReference})
 	v, err := c.Detect(context.Background(), target("evil.example.com/app:1"))
 	if v.Libc != libc.Unknown || !registry.IsRefused(err) || !strings.Contains(v.Reason, "denied") {
 		t.Errorf("got %s %q %v", v.Libc, v.Reason, err)
 	}
 	if f.resolves.Load()+f.inspects.Load() != 0 {
 		t.Error("a refused image reached the inspector")
-	}
-}
-
-// credKeychain holds credentials for every registry.
-type credKeychain struct{ user string }
-
-func (k credKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
-	return &authn.Basic{Username: k.user, Password: "x"}, nil
-}
-
-// A verdict fetched with one scope's credentials is served to another scope only after that
-// scope proves it can pull the digest.
-func TestPrivateVerdictsNeedAccess(t *testing.T) {
-	f := newFake()
-	d := f.add("private.example.com/app:1", libc.GLibc)
-	var accessChecks atomic.Int64
-	c := newCached(f, nil, Options{
-		Keychain: func(_ context.Context, ns, _ string, secrets []string) (authn.Keychain, error) {
-			if len(secrets) == 0 {
-				return anonymousKeychain{}, nil
-			}
-			return credKeychain{user: ns}, nil
-		},
-		Access: func(_ context.Context, ref name.Digest, kc authn.Keychain) error {
-			accessChecks.Add(1)
-			if k, ok := kc.(credKeychain); ok && k.user != "intruder" {
-				return nil
-			}
-			return errors.New("401 Unauthorized")
-		},
-	})
-	pod := func(ns string, secrets ...string) libc.Target {
-		return libc.Target{Namespace: ns, Image: "private.example.com/app@" + d.String(), PullSecrets: secrets}
-	}
-	for _, s := range []struct {
-		name   string
-		target libc.Target
-		want   libc.Libc
-		checks int64
-	}{
-		{"owner inspects", pod("team-a", "pull"), libc.GLibc, 0},
-		{"owner hits", pod("team-a", "pull"), libc.GLibc, 0},
-		{"anonymous pod is refused", pod("team-b"), libc.Unknown, 1},
-		{"anonymous refusal is cached", pod("team-b"), libc.Unknown, 1},
-		{"pod with wrong credentials is refused", pod("intruder", "pull"), libc.Unknown, 2},
-		{"another scope with access is served", pod("team-c", "pull"), libc.GLibc, 3},
-		{"and remembered", pod("team-c", "pull"), libc.GLibc, 3},
-	} {
-		v := detect(t, c, s.target)
-		if v.Libc != s.want || accessChecks.Load() != s.checks {
-			t.Errorf("%s: %s (%s) after %d access checks, want %s after %d", s.name, v.Libc, v.Reason, accessChecks.Load(), s.want, s.checks)
-		}
-	}
-	if n := f.inspects.Load(); n != 1 {
-		t.Errorf("%d inspections, want 1", n)
-	}
-}
-
-// A tag resolved with credentials is not reused for an anonymous pod: that would tell it
-// what a private tag points to.
-func TestTagsAreCachedPerPrincipal(t *testing.T) {
-	f := newFake()
-	f.add("private.example.com/app:1", libc.GLibc)
-	c := newCached(f, nil, Options{
-		Keychain: func(_ context.Context, ns, _ string, secrets []string) (authn.Keychain, error) {
-			if len(secrets) == 0 {
-				return anonymousKeychain{}, nil
-			}
-			return credKeychain{user: ns}, nil
-		},
-		Access: func(context.Context, name.Digest, authn.Keychain) error { return errors.New("denied") },
-	})
-	detect(t, c, libc.Target{Namespace: "a", Image: "private.example.com/app:1", PullSecrets: []string{"s"}})
-	detect(t, c, libc.Target{Namespace: "b", Image: "private.example.com/app:1"})
-	if n := f.resolves.Load(); n != 2 {
-		t.Errorf("%d resolves, want 2 (one per principal)", n)
 	}
 }
 
@@ -448,4 +371,34 @@ func BenchmarkCacheHit(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A flood of distinct images does not start a goroutine each: past MaxPending, misses are
+// answered at once and nothing more is queued.
+func TestPendingInspectionsAreBounded(t *testing.T) {
+	f := newFake()
+	f.gate = make(chan struct{})
+	c := newCache(f, nil, Options{MaxPending: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	busy := 0
+	for i := range 20 {
+		img := fmt.Sprintf("example.com/app%d:1", i)
+		f.add(img, libc.Musl)
+		v, err := c.Detect(ctx, target(img))
+		if errors.Is(err, errBusy) {
+			busy++
+			if v.Libc != libc.Unknown || !strings.Contains(v.Reason, "pending") {
+				t.Errorf("busy answer %s %q", v.Libc, v.Reason)
+			}
+		}
+		if n := c.flights.running(); n > 4 {
+			t.Fatalf("%d inspections pending, want at most 4", n)
+		}
+	}
+	close(f.gate)
+	c.Wait()
+	if busy != 16 {
+		t.Errorf("%d busy answers, want 16", busy)
+	}
 }
