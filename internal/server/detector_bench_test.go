@@ -10,10 +10,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
 	"github.com/dns-tuner/dns-tuner/internal/verdicts"
 )
@@ -38,11 +37,11 @@ func BenchmarkDetectContainersCached(b *testing.B) {
 	p.Inspection.Enabled = true
 	src.p.Store(p)
 	wired := &policyDetector{src: src, log: logr.Discard(), build: func(policy.Inspection) (libc.Detector, error) { return cache, nil }}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+	pod := &mutate.Pod{Metadata: mutate.PodMeta{Name: "p"}}
 	for i := range 200 {
-		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprint("c", i), Image: "example.com/app:1"})
+		pod.Spec.Containers = append(pod.Spec.Containers, mutate.PodContainer{Name: fmt.Sprint("c", i), Image: "example.com/app:1"})
 	}
-	if got, _ := verdicts.DetectContainers(context.Background(), cache, time.Second, "ns", pod); got[0].Verdict.Libc != libc.Musl {
+	if got, _ := verdicts.DetectContainers(context.Background(), cache, verdicts.Limits{Budget: time.Second}, "ns", pod); got[0].Verdict.Libc != libc.Musl {
 		b.Fatal(got[0].Verdict)
 	}
 	for _, bc := range []struct {
@@ -52,7 +51,7 @@ func BenchmarkDetectContainersCached(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if got, _ := verdicts.DetectContainers(context.Background(), bc.det, time.Second, "ns", pod); got[199].Verdict.Source != libc.SourceCache {
+				if got, _ := verdicts.DetectContainers(context.Background(), bc.det, verdicts.Limits{Budget: time.Second}, "ns", pod); got[199].Verdict.Source != libc.SourceCache {
 					b.Fatal(got[199].Verdict)
 				}
 			}

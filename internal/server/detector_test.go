@@ -160,10 +160,10 @@ func TestServeDetectorAnswersCachedVerdictsFromMemory(t *testing.T) {
 		}
 		return inner, nil
 	}}
-	pod := func(images ...string) *corev1.Pod {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}
+	pod := func(images ...string) *mutate.Pod {
+		pod := &mutate.Pod{Metadata: mutate.PodMeta{Name: "p"}}
 		for i, img := range images {
-			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprint("c", i), Image: img})
+			pod.Spec.Containers = append(pod.Spec.Containers, mutate.PodContainer{Name: fmt.Sprint("c", i), Image: img})
 		}
 		return pod
 	}
@@ -183,7 +183,7 @@ func TestServeDetectorAnswersCachedVerdictsFromMemory(t *testing.T) {
 			p.Inspection.Enabled = tc.enabled
 			src.p.Store(p)
 			inner.detects.Store(0)
-			got, _ := verdicts.DetectContainers(context.Background(), d, time.Second, "ns", pod(tc.images...))
+			got, _ := verdicts.DetectContainers(context.Background(), d, verdicts.Limits{Budget: time.Second}, "ns", pod(tc.images...))
 			for i, c := range got {
 				if c.Verdict.Libc != tc.want[i] {
 					t.Errorf("container %d: %s, want %s", i, c.Verdict.Libc, tc.want[i])
