@@ -37,12 +37,14 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/dns-tuner/dns-tuner/hack/envtestenv"
+	"github.com/dns-tuner/dns-tuner/internal/cli"
 	"github.com/dns-tuner/dns-tuner/internal/inspect/imagetest"
-	"github.com/dns-tuner/dns-tuner/internal/inspectcmd"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 	"github.com/dns-tuner/dns-tuner/internal/server"
+	"github.com/dns-tuner/dns-tuner/webhook"
 )
 
 func main() {
@@ -139,11 +141,11 @@ inspection:
 		PolicyReload: 2 * time.Second, MetricsBindAddress: "127.0.0.1:0", HealthProbeBindAddr: "127.0.0.1:0",
 		Namespace: "dns-tuner-system",
 	}
-	fmt.Fprintf(out, "• dns-tuner serving on https://%s:%d%s (certificate in %s)\n", wo.LocalServingHost, wo.LocalServingPort, "/mutate-v1-pod", wo.LocalServingCertDir)
+	fmt.Fprintf(out, "• dns-tuner serving on https://%s:%d%s (certificate in %s)\n", wo.LocalServingHost, wo.LocalServingPort, webhook.Path, wo.LocalServingCertDir)
 	srvCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- server.Run(srvCtx, so, cfg, logger) }()
+	go func() { done <- server.Run(srvCtx, so, cfg, admit, logger) }()
 	if err := envtestenv.WaitForTLS(ctx, net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort)), 60*time.Second, done); err != nil {
 		return err
 	}
@@ -160,7 +162,7 @@ inspection:
 	for _, s := range samples {
 		inspectArgs = append(inspectArgs, refs[s.repo])
 	}
-	if err := inspectcmd.Run(ctx, inspectArgs, out, out); err != nil {
+	if err := cli.Execute(ctx, &cli.Inspect{}, inspectArgs, out, out); err != nil {
 		return err
 	}
 
@@ -174,6 +176,14 @@ inspection:
 	case err := <-done:
 		return err
 	}
+}
+
+// admit serves the webhook package's handler, as cmd/dns-tuner does.
+var admit = server.Admission{
+	Path: webhook.Path,
+	New: func(d server.Deps) admission.Handler {
+		return &webhook.PodMutator{Policy: d.Policy, Namespaces: d.Namespaces, APIReader: d.APIReader, Detector: d.Detector, Log: d.Log}
+	},
 }
 
 func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {

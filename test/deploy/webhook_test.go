@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 	"github.com/dns-tuner/dns-tuner/internal/server"
@@ -228,7 +229,7 @@ func startServer(t *testing.T, o server.Options, controllerName string) func() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- server.Run(ctx, o, cfg, log) }()
+	go func() { done <- server.Run(ctx, o, cfg, admit, log) }()
 	stopped := false
 	stop := func() {
 		if stopped {
@@ -443,4 +444,12 @@ func eventually(t *testing.T, timeout time.Duration, what string, ok func() bool
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// admit serves the webhook package's handler, as cmd/dns-tuner does.
+var admit = server.Admission{
+	Path: webhook.Path,
+	New: func(d server.Deps) admission.Handler {
+		return &webhook.PodMutator{Policy: d.Policy, Namespaces: d.Namespaces, APIReader: d.APIReader, Detector: d.Detector, Log: d.Log}
+	},
 }

@@ -26,9 +26,11 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/dns-tuner/dns-tuner/hack/envtestenv"
 	"github.com/dns-tuner/dns-tuner/internal/server"
+	"github.com/dns-tuner/dns-tuner/webhook"
 )
 
 var (
@@ -115,7 +117,7 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	stopServer = cancel
 	serverDone = make(chan error, 1)
-	go func() { serverDone <- server.Run(ctx, o, cfg, log) }()
+	go func() { serverDone <- server.Run(ctx, o, cfg, admit, log) }()
 	if err := envtestenv.WaitForTLS(ctx, net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort)), 30*time.Second, serverDone); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: webhook server did not start:", err)
 		cancel()
@@ -124,4 +126,12 @@ func run(m *testing.M) int {
 	code := m.Run()
 	cancel()
 	return code
+}
+
+// admit serves the webhook package's handler, as cmd/dns-tuner does.
+var admit = server.Admission{
+	Path: webhook.Path,
+	New: func(d server.Deps) admission.Handler {
+		return &webhook.PodMutator{Policy: d.Policy, Namespaces: d.Namespaces, APIReader: d.APIReader, Detector: d.Detector, Log: d.Log}
+	},
 }
