@@ -46,6 +46,9 @@ type Options struct {
 	ReadTimeout       time.Duration
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
+	// MaxConnections caps open connections to the webhook: each costs about 50 KiB, and
+	// the API server needs a few (HTTP/2 multiplexes reviews).
+	MaxConnections int
 }
 
 // Defaults of the webhook server limits. Reading a review takes milliseconds; the deadlines
@@ -57,6 +60,7 @@ const (
 	DefaultReadTimeout       = 3 * time.Second
 	DefaultIdleTimeout       = 90 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultMaxConnections    = 1000
 	DefaultWebhookPort       = 9443
 )
 
@@ -71,6 +75,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.ReadTimeout, "webhook-read-timeout", DefaultReadTimeout, "Longest time a webhook client may take to send a whole request, body included; keep it well under the webhook's timeoutSeconds.")
 	fs.DurationVar(&o.IdleTimeout, "webhook-idle-timeout", DefaultIdleTimeout, "How long an idle keep-alive connection to the webhook stays open.")
 	fs.IntVar(&o.MaxHeaderBytes, "webhook-max-header-bytes", DefaultMaxHeaderBytes, "Largest request header block the webhook server reads.")
+	fs.IntVar(&o.MaxConnections, "webhook-max-connections", DefaultMaxConnections, "Most connections the webhook server holds open at once; more wait to be accepted.")
 	fs.StringVar(&o.ConfigFile, "config", "", "Cluster policy file (YAML). Empty: the embedded default (mode off; namespaces opt in).")
 	fs.DurationVar(&o.PolicyReload, "config-reload-interval", 10*time.Second, "How often the policy file is checked for changes.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
@@ -93,6 +98,9 @@ func (o Options) withServerDefaults() Options {
 	def(&o.IdleTimeout, DefaultIdleTimeout)
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections
 	}
 	if o.WebhookPort == 0 {
 		o.WebhookPort = DefaultWebhookPort

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/net/netutil"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -68,14 +69,16 @@ func (s *webhookServer) Start(ctx context.Context) error {
 			s.log.Error(err, "certificate watcher stopped")
 		}
 	}()
-	ln, err := tls.Listen("tcp", s.addr(), &tls.Config{
+	tcp, err := net.Listen("tcp", s.addr())
+	if err != nil {
+		return err
+	}
+	// Past the cap, new connections wait in the kernel's accept queue, costing no memory here.
+	ln := tls.NewListener(netutil.LimitListener(tcp, s.o.MaxConnections), &tls.Config{
 		NextProtos:     []string{"h2", "http/1.1"},
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: cw.GetCertificate,
 	})
-	if err != nil {
-		return err
-	}
 	srv := s.httpServer(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -88,7 +91,7 @@ func (s *webhookServer) Start(ctx context.Context) error {
 		}
 	}()
 	s.log.Info("serving webhook", "address", ln.Addr().String(), "readHeaderTimeout", s.o.ReadHeaderTimeout,
-		"readTimeout", s.o.ReadTimeout, "idleTimeout", s.o.IdleTimeout, "maxHeaderBytes", s.o.MaxHeaderBytes)
+		"readTimeout", s.o.ReadTimeout, "idleTimeout", s.o.IdleTimeout, "maxHeaderBytes", s.o.MaxHeaderBytes, "maxConnections", s.o.MaxConnections)
 	s.started.Store(true)
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -372,3 +372,29 @@ func TestSlowHTTP2BodyIsCutOff(t *testing.T) {
 	}
 	srv.admit(t, client)
 }
+
+// Past --webhook-max-connections, a new connection waits to be accepted instead of costing
+// memory; it is served once a slot frees (here, when the deadline cuts the silent ones).
+func TestConnectionsAreCapped(t *testing.T) {
+	o := Options{MaxConnections: 5}.withServerDefaults()
+	srv := startTestServer(t, o)
+	for range o.MaxConnections {
+		conn, err := tls.Dial("tcp", srv.addr, srv.tls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+	}
+	start := time.Now()
+	extra, err := tls.DialWithDialer(&net.Dialer{Timeout: 500 * time.Millisecond}, "tcp", srv.addr, srv.tls)
+	if err == nil {
+		extra.Close()
+		t.Fatal("a connection past the cap was served at once")
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: srv.tls}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	srv.admit(t, client)
+	if took := time.Since(start); took > o.ReadHeaderTimeout+2*time.Second {
+		t.Errorf("admission past the cap answered after %v, want once the silent connections are cut (%v)", took, o.ReadHeaderTimeout)
+	}
+}
