@@ -23,7 +23,7 @@ func (l stringList) Set(s string) error { *l.dst = append(*l.dst, s); return nil
 // bindInsecureRegistries is --insecure-registry, the same for every command that reaches
 // registries.
 func bindInsecureRegistries(fs *flag.FlagSet, dst *[]string) {
-	fs.Var(stringList{dst}, "insecure-registry", "HOST:PORT of a registry reached over plain HTTP and allowed on loopback or link-local addresses (repeatable); added to the policy's inspection.insecureRegistries.")
+	fs.Var(stringList{dst}, "insecure-registry", "HOST[:PORT] of a registry reached over plain HTTP and exempt from the address check, so it may be on loopback or link-local addresses (repeatable; serve and explain add it to the policy's inspection.insecureRegistries).")
 }
 
 // bindKubeconfig is --kubeconfig, the same for every command that reaches the API server.
