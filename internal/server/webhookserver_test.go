@@ -26,13 +26,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 const testPath = "/mutate-v1-pod"
+
+func TestMain(m *testing.M) {
+	// certwatcher logs through controller-runtime's global logger, which serve sets.
+	ctrllog.SetLogger(logr.Discard())
+	os.Exit(m.Run())
+}
 
 // lockedBuffer collects log output from many goroutines.
 type lockedBuffer struct {
