@@ -35,6 +35,9 @@ fi
 if "$HELM" template dns-tuner "$CHART" --set certs.mode=cert-manger >/dev/null 2>&1; then
   echo "an unknown certs.mode rendered" >&2; exit 1
 fi
+if "$HELM" template dns-tuner "$CHART" --set networkPolicy.enabled=true >/dev/null 2>&1; then
+  echo "networkPolicy.enabled without webhookFrom rendered" >&2; exit 1
+fi
 
 step "kustomize build config/default"
 "$KUSTOMIZE" build config/default > "$out/kustomize-default.yaml"
@@ -45,7 +48,7 @@ cat > "$out/all/kustomization.yaml" <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources: [$(rel default)]
-components: [$(rel certmanager), $(rel prometheus), $(rel rbac/inspection), $(rel rbac/cache-warming)]
+components: [$(rel certmanager), $(rel prometheus), $(rel rbac/inspection), $(rel rbac/cache-warming), $(rel networkpolicy)]
 YAML
 "$KUSTOMIZE" build "$out/all" > "$out/kustomize-all.yaml"
 step "kustomize build config/samples"

@@ -19,9 +19,10 @@ spec: {containers: [{name: app, image: registry.example/app:1}]}
 		t.Fatal(err)
 	}
 	tests := []struct {
-		args    []string
-		wantOut string
-		wantErr string
+		args       []string
+		wantOut    string
+		wantErr    string
+		wantStderr string // usage goes to stderr
 	}{
 		{args: nil, wantErr: "no command given"},
 		{args: []string{"frobnicate"}, wantErr: `unknown command "frobnicate"`},
@@ -31,12 +32,20 @@ spec: {containers: [{name: app, image: registry.example/app:1}]}
 		{args: []string{"explain"}, wantErr: "give either -f FILE or --name POD"},
 		{args: []string{"explain", "--no-inspect", "-f", manifest}, wantOut: "options ndots:5 timeout:2 attempts:10"},
 		{args: []string{"explain", "--no-inspect", "--json", "-f", manifest}, wantOut: `"libc": "musl"`},
-		{args: []string{"inspect"}, wantErr: "image"},
+		{args: []string{"inspect"}, wantErr: "image", wantStderr: "Usage: dns-tuner inspect [flags] IMAGE..."},
+		{args: []string{"inspect", "-h"}, wantStderr: "-insecure-registry"},
+		{args: []string{"serve", "-h"}, wantStderr: "-webhook-read-timeout"},
+		{args: []string{"serve", "extra"}, wantErr: "serve takes no arguments"},
+		{args: []string{"explain", "-f", manifest, "extra"}, wantErr: "explain takes no arguments"},
+		{args: []string{"version", "--bogus"}, wantErr: "flag provided but not defined"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var out, errOut bytes.Buffer
 			err := run(context.Background(), tt.args, &out, &errOut)
+			if !strings.Contains(errOut.String(), tt.wantStderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.wantStderr, errOut.String())
+			}
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)

@@ -38,11 +38,12 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/dns-tuner/dns-tuner/internal/cli"
 	"github.com/dns-tuner/dns-tuner/internal/inspect/imagetest"
-	"github.com/dns-tuner/dns-tuner/internal/inspectcmd"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 	"github.com/dns-tuner/dns-tuner/internal/server"
 	"github.com/dns-tuner/dns-tuner/test/e2e/envtestenv"
+	"github.com/dns-tuner/dns-tuner/webhook"
 )
 
 func main() {
@@ -139,11 +140,11 @@ inspection:
 		PolicyReload: 2 * time.Second, MetricsBindAddress: "127.0.0.1:0", HealthProbeBindAddr: "127.0.0.1:0",
 		Namespace: "dns-tuner-system",
 	}
-	fmt.Fprintf(out, "• dns-tuner serving on https://%s:%d%s (certificate in %s)\n", wo.LocalServingHost, wo.LocalServingPort, "/mutate-v1-pod", wo.LocalServingCertDir)
+	fmt.Fprintf(out, "• dns-tuner serving on https://%s:%d%s (certificate in %s)\n", wo.LocalServingHost, wo.LocalServingPort, webhook.Path, wo.LocalServingCertDir)
 	srvCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- server.Run(srvCtx, so, cfg, logger) }()
+	go func() { done <- server.Run(srvCtx, so, cfg, webhook.Admission, logger) }()
 	if err := envtestenv.WaitForTLS(ctx, net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort)), 60*time.Second, done); err != nil {
 		return err
 	}
@@ -160,7 +161,7 @@ inspection:
 	for _, s := range samples {
 		inspectArgs = append(inspectArgs, refs[s.repo])
 	}
-	if err := inspectcmd.Run(ctx, inspectArgs, out, out); err != nil {
+	if err := cli.Execute(ctx, &cli.Inspect{}, inspectArgs, out, out); err != nil {
 		return err
 	}
 

@@ -2,38 +2,49 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/metrics"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
-	"github.com/dns-tuner/dns-tuner/webhook"
 )
 
-// RESTConfig loads the kubeconfig named by --kubeconfig or the usual fallbacks.
-func (o *Options) RESTConfig() (*rest.Config, error) {
-	if o.Kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
-	}
-	return ctrl.GetConfig()
+// Deps are what the server builds for the admission handler.
+type Deps struct {
+	Policy policy.Source
+	// Namespaces reads namespace metadata through the manager's cache (a metadata informer).
+	Namespaces client.Reader
+	// APIReader reads the API server directly, for a namespace the cache has not seen yet.
+	APIReader client.Reader
+	Detector  libc.Detector
+	Log       logr.Logger
 }
 
-// Run serves the webhook until ctx ends. cfg may be nil to load it from the options.
-func Run(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) error {
+// Admission is the handler the server serves at Path. The caller (cmd/dns-tuner) supplies
+// it, so this package, a library, never imports the admission adapter.
+type Admission struct {
+	Path string
+	New  func(Deps) admission.Handler
+}
+
+// Run serves the webhook until ctx ends, with the cluster reached through cfg.
+func Run(ctx context.Context, o Options, cfg *rest.Config, admit Admission, log logr.Logger) error {
 	if cfg == nil {
-		var err error
-		if cfg, err = o.RESTConfig(); err != nil {
-			return fmt.Errorf("loading kubeconfig: %w", err)
-		}
+		return errors.New("server.Run: no REST config")
+	}
+	if admit.Path == "" || admit.New == nil {
+		return errors.New("server.Run: no admission handler")
 	}
 	pol := &policy.File{Path: o.ConfigFile, Interval: o.PolicyReload, AlwaysExcluded: []string{o.Namespace}, Log: log.WithName("policy"),
 		OnReload: func(err error) {
@@ -51,7 +62,7 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) erro
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
-	whServer := newWebhookServer(o)
+	whServer := newWebhookServer(o, log.WithName("webhook-server"))
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Logger:                 log,
@@ -72,14 +83,14 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) erro
 	if err != nil {
 		return err
 	}
-	mutator := &webhook.PodMutator{
+	handler := admit.New(Deps{
 		Policy:     pol,
-		Namespaces: mgr.GetCache(), // namespace metadata only: a metadata informer, flat memory
+		Namespaces: mgr.GetCache(),
 		APIReader:  mgr.GetAPIReader(),
 		Detector:   detector,
 		Log:        log.WithName("admission"),
-	}
-	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: mutator})
+	})
+	mgr.GetWebhookServer().Register(admit.Path, admissionHandler(handler, log.WithName("admission")))
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/dns-tuner/dns-tuner/internal/explain"
+	"github.com/dns-tuner/dns-tuner/internal/cli"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 )
 
@@ -34,7 +34,7 @@ func TestExplainLivePod(t *testing.T) {
 	}
 
 	var out, errOut bytes.Buffer
-	err := explain.Run(context.Background(), []string{"--kubeconfig", path, "--namespace", "e2e-explain", "--name", "explained", "--no-inspect"}, &out, &errOut, nil)
+	err := cli.Execute(context.Background(), &cli.Explain{}, []string{"--kubeconfig", path, "--namespace", "e2e-explain", "--name", "explained", "--no-inspect"}, &out, &errOut)
 	if err != nil {
 		t.Fatalf("explain: %v\n%s", err, errOut.String())
 	}

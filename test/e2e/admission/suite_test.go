@@ -30,6 +30,7 @@ import (
 
 	"github.com/dns-tuner/dns-tuner/internal/server"
 	"github.com/dns-tuner/dns-tuner/test/e2e/envtestenv"
+	"github.com/dns-tuner/dns-tuner/webhook"
 )
 
 const root = "../../.."
@@ -137,7 +138,7 @@ func startWebhook(port int) (stop func() error, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- server.Run(ctx, o, cfg, logger) }()
+	go func() { done <- server.Run(ctx, o, cfg, webhook.Admission, logger) }()
 	stop = func() error {
 		cancel()
 		select {

@@ -39,7 +39,7 @@ func renders() []render {
 		{"helm/other-namespace", "tuning", helm("tuning")},
 		{"kustomize/default", releaseNS, kust("config/default")},
 		{"kustomize/default+components", releaseNS, kust("config/default",
-			"config/certmanager", "config/prometheus", "config/rbac/inspection", "config/rbac/cache-warming")},
+			"config/certmanager", "config/prometheus", "config/rbac/inspection", "config/rbac/cache-warming", "config/networkpolicy")},
 		{"kustomize/samples", releaseNS, kust("config/samples")},
 	}
 }

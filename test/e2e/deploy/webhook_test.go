@@ -228,7 +228,7 @@ func startServer(t *testing.T, o server.Options, controllerName string) func() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- server.Run(ctx, o, cfg, log) }()
+	go func() { done <- server.Run(ctx, o, cfg, webhook.Admission, log) }()
 	stopped := false
 	stop := func() {
 		if stopped {

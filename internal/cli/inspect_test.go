@@ -1,4 +1,4 @@
-package inspectcmd_test
+package cli_test
 
 import (
 	"bytes"
@@ -17,8 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/dns-tuner/dns-tuner/internal/cli"
 	"github.com/dns-tuner/dns-tuner/internal/inspect/imagetest"
-	"github.com/dns-tuner/dns-tuner/internal/inspectcmd"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/registry/registrytest"
 )
@@ -61,7 +61,7 @@ func setup(t *testing.T) fixture {
 
 func run(args ...string) (string, string, error) {
 	var stdout, stderr bytes.Buffer
-	err := inspectcmd.Run(context.Background(), args, &stdout, &stderr)
+	err := cli.Execute(context.Background(), &cli.Inspect{}, args, &stdout, &stderr)
 	return stdout.String(), stderr.String(), err
 }
 
@@ -74,7 +74,7 @@ func TestInspect(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v\n%s", err, stderr)
 		}
-		var rs []inspectcmd.Result
+		var rs []cli.InspectResult
 		if err := json.Unmarshal([]byte(out), &rs); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
@@ -145,7 +145,7 @@ func TestInspect(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, stderr)
 			}
-			var rs []inspectcmd.Result
+			var rs []cli.InspectResult
 			if err := json.Unmarshal([]byte(out), &rs); err != nil {
 				t.Fatal(err)
 			}
@@ -163,7 +163,7 @@ func TestInspect(t *testing.T) {
 		if err == nil {
 			t.Fatal("want an error")
 		}
-		var rs []inspectcmd.Result
+		var rs []cli.InspectResult
 		if err := json.Unmarshal([]byte(out), &rs); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/dns-tuner/dns-tuner/internal/explain"
+	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
+	"github.com/dns-tuner/dns-tuner/internal/verdicts"
+)
+
+// DetectorFunc builds the libc detector for a policy's inspection settings.
+type DetectorFunc func(ctx context.Context, in policy.Inspection) (libc.Detector, error)
+
+// Explain is `dns-tuner explain`: what dns-tuner does to a pod, a workload's pod template or
+// a live pod, and why. The report itself is package explain's.
+type Explain struct {
+	// NewDetector builds the registry inspector; nil means localDetector.
+	NewDetector DetectorFunc
+
+	file, namespace, name, kubeconfig, configFile, platform string
+	clusterDNS, clusterDomain                               string
+	asJSON, noInspect                                       bool
+	timeout                                                 time.Duration
+	insecure                                                []string
+}
+
+func (c *Explain) Info() Info {
+	return Info{Name: "explain", Args: "(-f FILE | --namespace NS --name POD) [flags]", Short: "what dns-tuner does to a pod or workload, and why"}
+}
+
+func (c *Explain) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.file, "f", "", "Pod or workload manifest (YAML or JSON, several documents allowed); - for stdin.")
+	fs.StringVar(&c.namespace, "namespace", "", "Namespace of a live pod (--name), or the namespace for manifests that name none (default: default).")
+	fs.StringVar(&c.name, "name", "", "Explain the live pod with this name (through --kubeconfig).")
+	bindKubeconfig(fs, &c.kubeconfig)
+	fs.StringVar(&c.configFile, "config", "", "Cluster policy file (default: the embedded default).")
+	fs.BoolVar(&c.asJSON, "json", false, "Print JSON.")
+	fs.BoolVar(&c.noInspect, "no-inspect", false, "Do not contact registries; containers without a dns-tuner.io/libc annotation are unknown.")
+	bindInsecureRegistries(fs, &c.insecure)
+	fs.StringVar(&c.platform, "platform", "", "os/arch[/variant] to pick from multi-arch images (default: the policy's, linux/amd64).")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "How long to wait for each pod's image inspections.")
+	fs.StringVar(&c.clusterDNS, "cluster-dns", "10.96.0.10", "kubelet's clusterDNS address, for the rendered resolv.conf.")
+	fs.StringVar(&c.clusterDomain, "cluster-domain", "cluster.local", "kubelet's clusterDomain.")
+}
+
+func (c *Explain) Run(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	if len(args) > 0 {
+		return usageErrorf("explain takes no arguments, got %q (a manifest is -f FILE)", args)
+	}
+	if (c.file == "") == (c.name == "") {
+		return usageErrorf("give either -f FILE or --name POD")
+	}
+	p := policy.Default()
+	if c.configFile != "" {
+		data, err := os.ReadFile(c.configFile)
+		if err != nil {
+			return err
+		}
+		if p, err = policy.Parse(data); err != nil {
+			return err
+		}
+	}
+	det, err := c.detector(ctx, p.Inspection)
+	if err != nil {
+		return err
+	}
+
+	var cs kubernetes.Interface
+	if c.name != "" || c.kubeconfig != "" {
+		cfg, err := restConfig(c.kubeconfig)
+		if err != nil {
+			return fmt.Errorf("loading kubeconfig: %w", err)
+		}
+		if cs, err = kubernetes.NewForConfig(cfg); err != nil {
+			return err
+		}
+	}
+	inputs, err := c.inputs(ctx, cs)
+	if err != nil {
+		return err
+	}
+	if cs != nil {
+		for i := range inputs {
+			n, err := cs.CoreV1().Namespaces().Get(ctx, inputs[i].Pod.Namespace, metav1.GetOptions{})
+			if err == nil {
+				inputs[i].NamespaceLabels, inputs[i].NamespaceKnown = n.Labels, true
+			}
+		}
+	}
+
+	cluster := resolvconf.ClusterDNS{Nameservers: []string{c.clusterDNS}, ClusterDomain: c.clusterDomain}
+	reports := make([]explain.Report, 0, len(inputs))
+	for _, input := range inputs {
+		r, err := explain.Explain(ctx, p, det, c.timeout, cluster, input)
+		if err != nil {
+			return fmt.Errorf("%s: %w", input.Source, err)
+		}
+		reports = append(reports, r)
+	}
+	if c.asJSON {
+		return explain.PrintJSON(stdout, reports)
+	}
+	return explain.PrintText(stdout, reports)
+}
+
+// detector is the policy's registry inspection with the command line's changes, or unknown
+// for every container without an annotation under --no-inspect.
+func (c *Explain) detector(ctx context.Context, in policy.Inspection) (libc.Detector, error) {
+	if c.noInspect {
+		return libc.UnknownDetector{}, nil
+	}
+	in.Enabled = true
+	in.InsecureRegistries = append(in.InsecureRegistries, c.insecure...)
+	if c.platform != "" {
+		in.Platform = c.platform
+	}
+	newDetector := c.NewDetector
+	if newDetector == nil {
+		newDetector = localDetector
+	}
+	return newDetector(ctx, in)
+}
+
+// inputs reads the live pod (--name) or the manifests (-f).
+func (c *Explain) inputs(ctx context.Context, cs kubernetes.Interface) ([]explain.Input, error) {
+	ns := c.namespace
+	if ns == "" {
+		ns = "default"
+	}
+	if c.name != "" {
+		pod, err := cs.CoreV1().Pods(ns).Get(ctx, c.name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return []explain.Input{{Source: "live pod", Pod: pod}}, nil
+	}
+	r, src := io.Reader(os.Stdin), "stdin"
+	if c.file != "-" {
+		f, err := os.Open(c.file)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r, src = f, c.file
+	}
+	return explain.ReadPods(r, src, ns)
+}
+
+// localDetector inspects registries as admission does, with the local docker config's
+// credentials instead of a pod's pull secrets.
+func localDetector(ctx context.Context, in policy.Inspection) (libc.Detector, error) {
+	return verdicts.FromPolicy(in, verdicts.Options{
+		BaseContext: ctx,
+		Keychain: func(context.Context, string, string, []string) (authn.Keychain, error) {
+			return authn.DefaultKeychain, nil
+		},
+	})
+}
