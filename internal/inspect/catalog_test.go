@@ -25,7 +25,8 @@ func TestCatalog(t *testing.T) {
 			if e.Auth != nil {
 				extra = append(extra, remote.WithAuth(e.Auth))
 			}
-			v, err := inspect.New(o).Inspect(context.Background(), e.Ref, e.Command, e.Args, extra...)
+			c := inspect.Container{Command: e.Command, Args: e.Args, PathEnv: e.PathEnv}
+			v, err := inspect.New(o).InspectContainer(context.Background(), e.Ref, c, extra...)
 			if err != nil {
 				t.Fatalf("Inspect: %v", err)
 			}
