@@ -46,13 +46,13 @@ const (
 	UsrMerge      Kind = "usrmerge"        // /bin/sh with /bin -> usr/bin and /usr/bin/sh -> dash (glibc)
 	DeletedEntry  Kind = "deleted-entry"   // the entrypoint is whited out by the top layer; musl base
 
-	GlibcStatic   Kind = "glibc-static"    // gcc -static binary
-	MuslResolver  Kind = "musl-resolver"   // musl-gcc -static -s, calls getaddrinfo and nothing that prints errno
-	StaticBare    Kind = "static-bare"     // musl-gcc -static -s of puts("hi"): no libc telltale at all
-	GoPIE         Kind = "go-pie"          // CGO_ENABLED=0 -buildmode=pie Go binary (has PT_INTERP)
-	Wrappers      Kind = "wrappers"        // ENTRYPOINT [/tini, --] (real tini-static), CMD [app] (musl); busybox, a glibc server
-	ShellExec     Kind = "shell-exec"      // real static busybox as /bin/sh -c "exec /opt/app/server --port 80" (glibc)
-	WrapperShell  Kind = "wrapper-shell"   // dumb-init -- bash -c "./migrate.sh && exec gosu app server" (musl, via PATH)
+	GlibcStatic  Kind = "glibc-static"  // gcc -static binary
+	MuslResolver Kind = "musl-resolver" // musl-gcc -static -s, calls getaddrinfo and nothing that prints errno
+	StaticBare   Kind = "static-bare"   // musl-gcc -static -s of puts("hi"): no libc telltale at all
+	GoPIE        Kind = "go-pie"        // CGO_ENABLED=0 -buildmode=pie Go binary (has PT_INTERP)
+	Wrappers     Kind = "wrappers"      // ENTRYPOINT [/tini, --] (real tini-static), CMD [app] (musl); busybox, a glibc server
+	ShellExec    Kind = "shell-exec"    // real static busybox as /bin/sh -c "exec /opt/app/server --port 80" (glibc)
+	WrapperShell Kind = "wrapper-shell" // dumb-init -- bash -c "./migrate.sh && exec gosu app server" (musl, via PATH)
 )
 
 // Kinds lists every Kind.
