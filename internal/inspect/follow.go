@@ -43,6 +43,21 @@ var wrappers = map[string]wrapper{
 	"s6":    {}, // s6-overlay's /init runs CMD as its main program
 }
 
+// maxScript bounds the -c scripts read (a pod spec is user input); maxNote the program
+// names quoted in the evidence.
+const (
+	maxScript = 64 << 10
+	maxNote   = 128
+)
+
+// noteOf is argv0 as the evidence shows it, cut to maxNote bytes.
+func noteOf(argv0 string) string {
+	if len(argv0) > maxNote {
+		return argv0[:maxNote] + "…"
+	}
+	return argv0
+}
+
 var shells = map[string]bool{"sh": true, "ash": true, "bash": true, "dash": true, "zsh": true, "ksh": true, "mksh": true}
 
 // wrapperName maps a program name to its entry in wrappers ("tini-static-amd64" → "tini").
@@ -87,7 +102,7 @@ func follow(argv []string, workdir, pathVar string) (h hop, ok bool, err error) 
 	case shells[name]:
 		return followShell(argv, workdir, pathVar)
 	case name == "env":
-		return followEnv(argv)
+		return followEnv(argv, false)
 	}
 	w := wrappers[name]
 	i := 1
@@ -126,7 +141,7 @@ func follow(argv []string, workdir, pathVar string) (h hop, ok bool, err error) 
 	if i >= len(argv) {
 		return hop{}, true, fmt.Errorf("%s is given no program", path.Base(argv[0]))
 	}
-	return hop{argv: argv[i:], note: argv[0]}, true, nil
+	return hop{argv: argv[i:], note: noteOf(argv[0])}, true, nil
 }
 
 func contains(list []string, s string) bool {
@@ -138,8 +153,9 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// followEnv follows `env [-i] [-u NAME] [-C DIR] [-S STRING] [NAME=VALUE]… PROG`.
-func followEnv(argv []string) (hop, bool, error) {
+// followEnv follows `env [-i] [-u NAME] [-C DIR] [-S STRING] [NAME=VALUE]… PROG`. split is
+// set once -S was applied: a second one is not (each would copy argv again).
+func followEnv(argv []string, split bool) (hop, bool, error) {
 	var h hop
 	i := 1
 	for ; i < len(argv); i++ {
@@ -164,8 +180,11 @@ func followEnv(argv []string) (hop, bool, error) {
 					v = argv[i]
 				}
 			}
-			rest := append(strings.Fields(v), argv[i+1:]...)
-			return followEnv(append([]string{argv[0]}, rest...))
+			if split {
+				return hop{}, true, fmt.Errorf("env -S given twice")
+			}
+			rest := append(strings.Fields(v), argv[min(i+1, len(argv)):]...)
+			return followEnv(append([]string{argv[0]}, rest...), true)
 		case strings.HasPrefix(a, "-") && len(a) > 1:
 			continue
 		}
@@ -179,7 +198,7 @@ func followEnv(argv []string) (hop, bool, error) {
 	if i >= len(argv) {
 		return hop{}, true, fmt.Errorf("env is given no program")
 	}
-	h.argv, h.note = argv[i:], argv[0] // not the assignments: they may hold secrets
+	h.argv, h.note = argv[i:], noteOf(argv[0]) // not the assignments: they may hold secrets
 	return h, true, nil
 }
 
@@ -216,8 +235,11 @@ func followShell(argv []string, workdir, pathVar string) (hop, bool, error) {
 	if i >= len(argv) {
 		return hop{}, true, fmt.Errorf("%s -c is given no script", path.Base(argv[0]))
 	}
+	if len(argv[i]) > maxScript {
+		return hop{}, true, fmt.Errorf("%s -c: script longer than %d bytes", path.Base(argv[0]), maxScript)
+	}
 	// The note never quotes the script: it may hold secrets, and it goes into annotations.
-	note := argv[0] + " -c"
+	note := noteOf(argv[0]) + " -c"
 	h, err := runScript(argv[i], argv[i+1:], workdir, pathVar)
 	if err != nil {
 		return hop{}, true, fmt.Errorf("%s: %w", note, err)
@@ -350,13 +372,13 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 	var cmds [][]word
 	var cur []word
 	var w word
-	var raw strings.Builder
+	var raw, val strings.Builder // the word as written, and its value
 	inWord, skipNext := false, false
 	endWord := func() {
 		if !inWord {
 			return
 		}
-		w.raw = raw.String()
+		w.raw, w.s = raw.String(), val.String()
 		if skipNext {
 			skipNext = false
 		} else {
@@ -369,6 +391,7 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 		}
 		w, inWord = word{}, false
 		raw.Reset()
+		val.Reset()
 	}
 	endCmd := func() error {
 		endWord()
@@ -389,13 +412,13 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 	expand := func(name string) {
 		switch {
 		case name == "":
-			w.s += "$" // a lone $ is literal
+			val.WriteString("$") // a lone $ is literal
 		case len(name) == 1 && name[0] >= '0' && name[0] <= '9':
 			if n := int(name[0] - '0'); n < len(params) {
-				w.s += params[n]
+				val.WriteString(params[n])
 			}
 		case name == "PATH":
-			w.s += pathVar
+			val.WriteString(pathVar)
 		default:
 			w.dyn = true
 		}
@@ -435,10 +458,10 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 					i++
 					raw.WriteByte(src[i])
 					if src[i] != '\n' {
-						w.s += string(src[i])
+						val.WriteByte(src[i])
 					}
 				} else {
-					w.s += "\\"
+					val.WriteString("\\")
 				}
 			case '`':
 				return nil, fmt.Errorf("uses command substitution")
@@ -451,7 +474,7 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 				i += adv
 				expand(n)
 			default:
-				w.s += string(c)
+				val.WriteByte(c)
 			}
 			continue
 		}
@@ -488,6 +511,7 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 			if inWord && isDigits(raw.String()) {
 				w, inWord = word{}, false
 				raw.Reset()
+				val.Reset()
 			}
 			endWord()
 			if c == '<' && i+1 < len(src) && src[i+1] == '<' {
@@ -519,7 +543,7 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 				if j < 0 {
 					return nil, fmt.Errorf("has an unterminated quote")
 				}
-				w.s += src[i+1 : i+1+j]
+				val.WriteString(src[i+1 : i+1+j])
 				raw.WriteString(src[i+1 : i+2+j])
 				i += j + 1
 			case '"':
@@ -529,7 +553,7 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 					i++
 					raw.WriteByte(src[i])
 					if src[i] != '\n' {
-						w.s += string(src[i])
+						val.WriteByte(src[i])
 					}
 				}
 			case '$':
@@ -541,7 +565,7 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 				i += adv
 				expand(n)
 			default:
-				w.s += string(c)
+				val.WriteByte(c)
 			}
 		}
 	}

@@ -63,9 +63,15 @@ func TestFollow(t *testing.T) {
 		{argv: []string{"sh", "-c", "exec 'app"}, err: "unterminated"},
 		{argv: []string{"sh", "-c", "cat <<EOF\nx\nEOF"}, err: "here-document"},
 		{argv: []string{"sh", "-c"}, err: "no script"},
+		// A pod spec is user input: bounded work.
+		{argv: []string{"sh", "-c", "exec app " + strings.Repeat("x", maxScript)}, err: "longer than"},
+		{argv: append([]string{"env"}, slices.Repeat([]string{"-S"}, 100_000)...), err: "twice"},
 	} {
 		h, ok, err := follow(c.argv, "/", p)
 		name := strings.Join(c.argv, " ")
+		if len(name) > 80 {
+			name = name[:80] + "…"
+		}
 		switch {
 		case c.want == nil && c.err == "":
 			if ok {
