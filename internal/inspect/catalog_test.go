@@ -42,6 +42,9 @@ func TestCatalog(t *testing.T) {
 			if e.CGO != nil && (v.CGO == nil || *v.CGO != *e.CGO) {
 				t.Errorf("CGO = %v, want %v", v.CGO, *e.CGO)
 			}
+			if e.MaxBytes > 0 && v.Bytes > e.MaxBytes {
+				t.Errorf("read %d bytes, want at most %d", v.Bytes, e.MaxBytes)
+			}
 			if e.Version != "" && v.Version != e.Version {
 				t.Errorf("version %q, want %q", v.Version, e.Version)
 			}

@@ -28,6 +28,7 @@ type Entry struct {
 	CGO      *bool    // nil: not asserted
 	Version  string   // "": not asserted
 	Evidence []string // substrings the evidence must contain
+	MaxBytes int64    // 0: not asserted; else the bytes the verdict may cost
 }
 
 // Credentials of the catalog's private registry.
@@ -101,14 +102,15 @@ func Catalog(t testing.TB) CatalogOf {
 	// Wrappers and shells: the verdict is the program they start.
 	wrapRef := push(Wrappers)
 	appEv := "/usr/local/bin/app (layer 2 sha256:"
+	// Following a wrapper reads nothing: only the app's (top) layer is fetched.
 	add(Entry{Name: "static tini in front of a musl app", Ref: wrapRef, Libc: libc.Musl, Source: libc.SourceEntrypoint,
-		Evidence: []string{"/tini → " + appEv, "PT_INTERP " + MuslLoader}})
+		Evidence: []string{"/tini → " + appEv, "PT_INTERP " + MuslLoader}, MaxBytes: 16 << 10})
 	add(Entry{Name: "tini reached through a symlink", Ref: wrapRef, Command: []string{"docker-init", "--", "app"},
 		Libc: libc.Musl, Source: libc.SourceEntrypoint,
 		Evidence: []string{"/tini (via /usr/local/bin/docker-init -> /tini) (layer 1 sha256:", " → " + appEv}})
 	add(Entry{Name: "args override: tini, busybox sh -c exec a glibc server", Ref: wrapRef,
 		Args: []string{"sh", "-c", "exec /opt/glibc/server --port 80"}, Libc: libc.GLibc, Source: libc.SourceEntrypoint,
-		Evidence: []string{"/tini → sh -c → /opt/glibc/server (layer 2 sha256:", "PT_INTERP " + GlibcLoader}})
+		Evidence: []string{"/tini → sh -c → /opt/glibc/server (layer 2 sha256:", "PT_INTERP " + GlibcLoader}, MaxBytes: 16 << 10})
 	add(Entry{Name: "command override: env PATH=… with a bare name", Ref: wrapRef,
 		Command: []string{"/usr/bin/env", "PATH=/opt/glibc", "server"}, Libc: libc.GLibc, Source: libc.SourceEntrypoint,
 		Evidence: []string{"/usr/bin/env → /opt/glibc/server", "PT_INTERP " + GlibcLoader}})
