@@ -198,7 +198,9 @@ func (s *summary) wantsContent() bool {
 // readContent reads a file of size bytes, positioned after head, as far as it needs: the start
 // of its writable segments for Go build info, and for a static non-Go file up to
 // maxStaticScan bytes for a libc telltale. Memory is bounded by the windows and one chunk.
-func (s *summary) readContent(r io.Reader, head []byte, size int64) error {
+// It stops early, leaving what it did not find unknown, once stop says the budget is nearly
+// spent.
+func (s *summary) readContent(r io.Reader, head []byte, size int64, stop func() bool) error {
 	// Without a Go note, Go build info is looked for only in a static ELF no libc note claims
 	// (Go built with -buildid= has no note; a libc's note means its resolver, even under cgo).
 	wantGo := s.goNote || (s.kind == sumStatic && s.staticLibc == "" && len(s.rw) > 0 && s.rw[0].off <= maxGoDataOffset)
@@ -247,6 +249,10 @@ func (s *summary) readContent(r io.Reader, head []byte, size int64) error {
 		if pos >= end {
 			break
 		}
+		if stop() {
+			s.goErr = "the inspection's byte budget is nearly spent"
+			break
+		}
 		keep := len(buf)
 		n, err := io.ReadFull(r, buf[keep:cap(buf)][:min(int64(cap(buf)-keep), end-pos)])
 		buf = buf[:keep+n]
@@ -266,7 +272,7 @@ func (s *summary) readContent(r io.Reader, head []byte, size int64) error {
 	if wantLibc {
 		s.scanned = min(pos, scanEnd)
 	}
-	if wantGo {
+	if wantGo && pos >= goEnd {
 		for _, w := range wins {
 			bi, err := findBuildInfo(w.b)
 			if err == nil {

@@ -367,7 +367,7 @@ func (s *scanner) scanLayer(l int, compressed io.Reader) error {
 				return err
 			}
 			if !marker && n.sum != nil && h.Mode&0o111 != 0 && n.sum.wantsContent() {
-				if err := n.sum.readContent(tr, head, h.Size); err != nil {
+				if err := n.sum.readContent(tr, head, h.Size, s.m.nearCap); err != nil {
 					return err
 				}
 			}
