@@ -209,6 +209,11 @@ func (s *summary) readContent(r io.Reader, head []byte, size int64, stop func() 
 	goEnd := int64(0)
 	if wantGo {
 		for _, g := range s.rw {
+			if s.kind == sumDynamic && g.off > maxStaticScan {
+				// A dynamic Go binary's build info only tells cgo from a CGO_ENABLED=0 PIE; past
+				// this much of it the head's verdict (cgo) stands.
+				continue
+			}
 			if n := min(g.n, goWindow, size-g.off); n > 0 {
 				wins = append(wins, part{off: g.off, b: make([]byte, n)})
 				goEnd = max(goEnd, g.off+n)
@@ -272,7 +277,10 @@ func (s *summary) readContent(r io.Reader, head []byte, size int64, stop func() 
 	if wantLibc {
 		s.scanned = min(pos, scanEnd)
 	}
-	if wantGo && pos >= goEnd {
+	if wantGo && len(wins) == 0 {
+		s.goErr = fmt.Sprintf("build info lies past the first %s", sizeStr(maxStaticScan))
+	}
+	if wantGo && pos >= goEnd && len(wins) > 0 {
 		for _, w := range wins {
 			bi, err := findBuildInfo(w.b)
 			if err == nil {
@@ -355,4 +363,9 @@ func goSettings(bi *debug.BuildInfo) (cgo *bool, netgo bool, desc string) {
 	return cgo, netgo, bi.GoVersion + " " + strings.Join(parts, " ")
 }
 
-func sizeStr(n int) string { return fmt.Sprintf("%d KiB", n>>10) }
+func sizeStr(n int) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
