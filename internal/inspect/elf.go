@@ -200,7 +200,7 @@ func (s *summary) wantsContent() bool {
 // maxStaticScan bytes for a libc telltale. Memory is bounded by the windows and one chunk.
 // It stops early, leaving what it did not find unknown, once stop says the budget is nearly
 // spent.
-func (s *summary) readContent(r io.Reader, head []byte, size int64, stop func() bool) error {
+func (s *summary) readContent(r io.Reader, head []byte, size int64, bufs *contentBufs, stop func() bool) error {
 	// Without a Go note, Go build info is looked for only in a static ELF no libc note claims
 	// (Go built with -buildid= has no note; a libc's note means its resolver, even under cgo).
 	wantGo := s.goNote || (s.kind == sumStatic && s.staticLibc == "" && len(s.rw) > 0 && s.rw[0].off <= maxGoDataOffset)
@@ -215,7 +215,11 @@ func (s *summary) readContent(r io.Reader, head []byte, size int64, stop func() 
 				continue
 			}
 			if n := min(g.n, goWindow, size-g.off); n > 0 {
-				wins = append(wins, part{off: g.off, b: make([]byte, n)})
+				k := len(wins)
+				if int64(cap(bufs.wins[k])) < n {
+					bufs.wins[k] = make([]byte, goWindow)
+				}
+				wins = append(wins, part{off: g.off, b: bufs.wins[k][:n]})
 				goEnd = max(goEnd, g.off+n)
 			}
 		}
@@ -244,8 +248,10 @@ func (s *summary) readContent(r io.Reader, head []byte, size int64, stop func() 
 		search(head)
 	}
 	pos := int64(len(head))
-	buf := make([]byte, 0, 64<<10)
-	buf = append(buf, head[max(0, len(head)-maxTelltale):]...)
+	if bufs.chunk == nil {
+		bufs.chunk = make([]byte, 0, 64<<10)
+	}
+	buf := append(bufs.chunk[:0], head[max(0, len(head)-maxTelltale):]...)
 	for {
 		end := goEnd
 		if s.staticLibc == "" {
@@ -291,6 +297,12 @@ func (s *summary) readContent(r io.Reader, head []byte, size int64, stop func() 
 		}
 	}
 	return nil
+}
+
+// contentBufs are readContent's buffers, reused from file to file of one inspection.
+type contentBufs struct {
+	chunk []byte
+	wins  [maxRWSegments][]byte
 }
 
 var buildInfoMagic = []byte("\xff Go buildinf:")

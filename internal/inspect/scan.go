@@ -52,6 +52,7 @@ type scanner struct {
 	static   bool          // the verdict is a static binary's: the base's version is not its
 	entryErr string        // why the entrypoint tier gave up ("" while still trying)
 	head     []byte
+	bufs     contentBufs
 }
 
 // newScanner starts with the image's env and working directory; pathEnv, when set, is the
@@ -367,7 +368,7 @@ func (s *scanner) scanLayer(l int, compressed io.Reader) error {
 				return err
 			}
 			if !marker && n.sum != nil && h.Mode&0o111 != 0 && n.sum.wantsContent() {
-				if err := n.sum.readContent(tr, head, h.Size, s.m.nearCap); err != nil {
+				if err := n.sum.readContent(tr, head, h.Size, &s.bufs, s.m.nearCap); err != nil {
 					return err
 				}
 			}
