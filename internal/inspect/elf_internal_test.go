@@ -55,3 +55,37 @@ func TestShebang(t *testing.T) {
 		}
 	}
 }
+
+// TestTelltalesFitTheOverlap: content is searched in chunks that overlap by maxTelltale
+// bytes, so a longer telltale could be missed across a chunk boundary.
+func TestTelltalesFitTheOverlap(t *testing.T) {
+	if len(staticStrings) == 0 || len(staticNotes) == 0 {
+		t.Fatal("libc.Table has no static telltales")
+	}
+	for _, tt := range staticStrings {
+		if tt.Bytes == "" || len(tt.Bytes) > maxTelltale || tt.What == "" {
+			t.Errorf("%s telltale %q: want 1..%d bytes and a name", tt.libc, tt.Bytes, maxTelltale)
+		}
+	}
+}
+
+// TestMuslVersionInLoader: the lone version string musl's loader carries, in release and
+// snapshot forms, and not a longer number or one inside other text.
+func TestMuslVersionInLoader(t *testing.T) {
+	re := libc.About(libc.Musl).VersionInContent
+	for in, want := range map[string]string{
+		"/proc/self/fd/\x001.2.3\x00Unsupported request %d": "1.2.3",
+		"x\x001.2.5_git20240512\x00y":                        "1.2.5",
+		"\x0011.2.3\x00":                                     "",
+		"\x00version 1.2.3\x00":                              "",
+		"\x001.2\x00":                                        "",
+	} {
+		got := ""
+		if m := re.FindStringSubmatch(in); m != nil {
+			got = m[1]
+		}
+		if got != want {
+			t.Errorf("%q: version %q, want %q", in, got, want)
+		}
+	}
+}
