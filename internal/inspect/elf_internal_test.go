@@ -75,10 +75,10 @@ func TestMuslVersionInLoader(t *testing.T) {
 	re := libc.About(libc.Musl).VersionInContent
 	for in, want := range map[string]string{
 		"/proc/self/fd/\x001.2.3\x00Unsupported request %d": "1.2.3",
-		"x\x001.2.5_git20240512\x00y":                        "1.2.5",
-		"\x0011.2.3\x00":                                     "",
-		"\x00version 1.2.3\x00":                              "",
-		"\x001.2\x00":                                        "",
+		"x\x001.2.5_git20240512\x00y":                       "1.2.5",
+		"\x0011.2.3\x00":                                    "",
+		"\x00version 1.2.3\x00":                             "",
+		"\x001.2\x00":                                       "",
 	} {
 		got := ""
 		if m := re.FindStringSubmatch(in); m != nil {
