@@ -274,7 +274,7 @@ func runScript(script string, params []string, workdir, pathVar string) (hop, er
 			continue
 		}
 		if words[0].dyn {
-			return hop{}, fmt.Errorf("runs %s, known only at run time", words[0].raw)
+			return hop{}, fmt.Errorf("runs %s, known only at run time", noteOf(words[0].raw))
 		}
 		switch words[0].s {
 		case "cd":
@@ -299,7 +299,7 @@ func runScript(script string, params []string, workdir, pathVar string) (hop, er
 				continue
 			}
 			if rest[0].dyn {
-				return hop{}, fmt.Errorf("runs %s, known only at run time", rest[0].raw)
+				return hop{}, fmt.Errorf("runs %s, known only at run time", noteOf(rest[0].raw))
 			}
 			return scriptHop(rest, dir, workdir, pathNow, assignPath, pathVar), nil
 		}
