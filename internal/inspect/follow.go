@@ -3,6 +3,7 @@ package inspect
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -16,7 +17,7 @@ type hop struct {
 	argv []string
 	path string // PATH for what runs next ("" unchanged)
 	dir  string // working directory for what runs next ("" unchanged)
-	note string // for the evidence: `tini --`, `sh -c "exec app"`
+	note string // for the evidence: "/tini", "sh -c" (never a script or env's assignments)
 }
 
 // wrapper is the argument syntax of a program that runs another one.
@@ -117,7 +118,7 @@ func follow(argv []string, workdir, pathVar string) (h hop, ok bool, err error) 
 		}
 		if long, ok := strings.CutPrefix(a, "--"); ok {
 			n, _, hasVal := strings.Cut(long, "=")
-			if !hasVal && contains(w.longArg, n) {
+			if !hasVal && slices.Contains(w.longArg, n) {
 				i++
 			}
 			continue
@@ -142,15 +143,6 @@ func follow(argv []string, workdir, pathVar string) (h hop, ok bool, err error) 
 		return hop{}, true, fmt.Errorf("%s is given no program", path.Base(argv[0]))
 	}
 	return hop{argv: argv[i:], note: noteOf(argv[0])}, true, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // followEnv follows `env [-i] [-u NAME] [-C DIR] [-S STRING] [NAME=VALUE]… PROG`. split is
