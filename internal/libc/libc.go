@@ -76,17 +76,15 @@ type Verdict struct {
 // Target is what a detector needs to know about one container of one pod. Credentials are
 // referenced by name so that a detector resolves them for this pod only.
 type Target struct {
-	Namespace string
-	PodName   string // name or generateName, for logs only
-	Container string
-	Image     string
-	Command   []string // the container's command override, if any (replaces Entrypoint)
-	Args      []string // the container's args override, if any (replaces Cmd)
-	// PathEnv is the container's own PATH from its env (a literal value), which replaces the
-	// image's when the command is a bare name; "" = the image's.
-	PathEnv        string
+	Namespace      string
+	PodName        string // name or generateName, for logs only
+	Container      string
+	Image          string
+	Command        []string // the container's command override, if any (replaces Entrypoint)
+	Args           []string // the container's args override, if any (replaces Cmd)
 	PullSecrets    []string // the pod's imagePullSecrets names
 	ServiceAccount string
+	PathEnv        string // the container's own env PATH (literal value), replacing the image's; "" = the image's
 }
 
 // Detector decides the libc of one container. Implementations must honour the context's
