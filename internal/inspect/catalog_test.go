@@ -25,7 +25,8 @@ func TestCatalog(t *testing.T) {
 			if e.Auth != nil {
 				extra = append(extra, remote.WithAuth(e.Auth))
 			}
-			v, err := inspect.New(o).Inspect(context.Background(), e.Ref, e.Command, e.Args, extra...)
+			c := inspect.Container{Command: e.Command, Args: e.Args, PathEnv: e.PathEnv}
+			v, err := inspect.New(o).InspectContainer(context.Background(), e.Ref, c, extra...)
 			if err != nil {
 				t.Fatalf("Inspect: %v", err)
 			}
@@ -40,6 +41,9 @@ func TestCatalog(t *testing.T) {
 			}
 			if e.CGO != nil && (v.CGO == nil || *v.CGO != *e.CGO) {
 				t.Errorf("CGO = %v, want %v", v.CGO, *e.CGO)
+			}
+			if e.MaxBytes > 0 && v.Bytes > e.MaxBytes {
+				t.Errorf("read %d bytes, want at most %d", v.Bytes, e.MaxBytes)
 			}
 			if e.Version != "" && v.Version != e.Version {
 				t.Errorf("version %q, want %q", v.Version, e.Version)

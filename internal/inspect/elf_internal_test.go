@@ -34,7 +34,8 @@ func TestInterpLibc(t *testing.T) {
 	}
 }
 
-func TestScriptProgram(t *testing.T) {
+// TestShebang: the program a #! script leads to, through env as well.
+func TestShebang(t *testing.T) {
 	for _, c := range []struct {
 		shebang, want string
 	}{
@@ -43,10 +44,48 @@ func TestScriptProgram(t *testing.T) {
 		{"/usr/bin/env python3", "python3"},
 		{"/usr/bin/env -S node --max-old-space-size=100", "node"},
 		{"/usr/bin/env -i LANG=C bash", "bash"},
-		{"/usr/bin/env", "/usr/bin/env"},
+		{"/usr/bin/env", "/x"}, // env runs the script itself (and the scanner gives up after maxScripts)
 	} {
-		if got, ok := scriptProgram(c.shebang); !ok || got != c.want {
-			t.Errorf("scriptProgram(%q) = %q, %v; want %q", c.shebang, got, ok, c.want)
+		argv := shebangArgv(c.shebang, "/x", []string{"arg"})
+		if h, ok, err := follow(argv, "/", defaultPath); ok && err == nil {
+			argv = h.argv
+		}
+		if got := argv[0]; got != c.want {
+			t.Errorf("#!%s runs %q, want %q", c.shebang, got, c.want)
+		}
+	}
+}
+
+// TestTelltalesFitTheOverlap: content is searched in chunks that overlap by maxTelltale
+// bytes, so a longer telltale could be missed across a chunk boundary.
+func TestTelltalesFitTheOverlap(t *testing.T) {
+	if len(staticStrings) == 0 || len(staticNotes) == 0 {
+		t.Fatal("libc.Table has no static telltales")
+	}
+	for _, tt := range staticStrings {
+		if tt.Bytes == "" || len(tt.Bytes) > maxTelltale || tt.What == "" {
+			t.Errorf("%s telltale %q: want 1..%d bytes and a name", tt.libc, tt.Bytes, maxTelltale)
+		}
+	}
+}
+
+// TestMuslVersionInLoader: the lone version string musl's loader carries, in release and
+// snapshot forms, and not a longer number or one inside other text.
+func TestMuslVersionInLoader(t *testing.T) {
+	re := libc.About(libc.Musl).VersionInContent
+	for in, want := range map[string]string{
+		"/proc/self/fd/\x001.2.3\x00Unsupported request %d": "1.2.3",
+		"x\x001.2.5_git20240512\x00y":                       "1.2.5",
+		"\x0011.2.3\x00":                                    "",
+		"\x00version 1.2.3\x00":                             "",
+		"\x001.2\x00":                                       "",
+	} {
+		got := ""
+		if m := re.FindStringSubmatch(in); m != nil {
+			got = m[1]
+		}
+		if got != want {
+			t.Errorf("%q: version %q, want %q", in, got, want)
 		}
 	}
 }

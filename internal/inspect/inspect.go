@@ -172,7 +172,25 @@ func platformString(p v1.Platform) string {
 // Inspect decides the libc of the image ref names, for a container with the given
 // command/args overrides (nil = the image's). The verdict always carries Digest (when known),
 // Bytes and Duration; on error it is unknown with a Reason, and the error is an *Error.
-func (i *Inspector) Inspect(ctx context.Context, ref name.Reference, command, args []string, extra ...remote.Option) (v libc.Verdict, err error) {
+func (i *Inspector) Inspect(ctx context.Context, ref name.Reference, command, args []string, extra ...remote.Option) (libc.Verdict, error) {
+	return i.InspectContainer(ctx, ref, Container{Command: command, Args: args}, extra...)
+}
+
+// Container is what of a pod's container changes which program runs.
+type Container struct {
+	Command, Args []string // overrides (nil = the image's Entrypoint, Cmd)
+	// PathEnv is the container's own PATH (its env), which replaces the image's for bare
+	// names; "" = the image's.
+	PathEnv string
+}
+
+// ContainerOf is the part of t inspection uses.
+func ContainerOf(t libc.Target) Container {
+	return Container{Command: t.Command, Args: t.Args, PathEnv: t.PathEnv}
+}
+
+// InspectContainer is Inspect for a container with its own PATH.
+func (i *Inspector) InspectContainer(ctx context.Context, ref name.Reference, c Container, extra ...remote.Option) (v libc.Verdict, err error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, i.o.Timeout)
 	defer cancel()
@@ -189,10 +207,10 @@ func (i *Inspector) Inspect(ctx context.Context, ref name.Reference, command, ar
 		metrics.InspectionDuration.WithLabelValues(string(v.Libc)).Observe(v.Duration.Seconds())
 		metrics.InspectionBytes.Observe(float64(v.Bytes))
 	}()
-	return i.inspect(ctx, ref, command, args, m, i.remoteOptions(ctx, m, extra))
+	return i.inspect(ctx, ref, c, m, i.remoteOptions(ctx, m, extra))
 }
 
-func (i *Inspector) inspect(ctx context.Context, ref name.Reference, command, args []string, m *meter, opts []remote.Option) (libc.Verdict, error) {
+func (i *Inspector) inspect(ctx context.Context, ref name.Reference, c Container, m *meter, opts []remote.Option) (libc.Verdict, error) {
 	d, note, err := i.platformImage(ctx, ref, m, opts)
 	if err != nil {
 		return libc.Verdict{}, err
@@ -218,15 +236,15 @@ func (i *Inspector) inspect(ctx context.Context, ref name.Reference, command, ar
 	if err != nil {
 		return v, &Error{Kind: KindBadResponse, Op: "config", Err: err}
 	}
-	argv := containerArgv(cfg.Config, command, args)
+	argv := containerArgv(cfg.Config, c.Command, c.Args)
 
 	digests := make([]string, len(mf.Layers))
 	for k, l := range mf.Layers {
 		digests[k] = l.Digest.String()
 	}
-	s := newScanner(m, digests, cfg.Config.Env, cfg.Config.WorkingDir)
+	s := newScanner(m, digests, cfg.Config.Env, cfg.Config.WorkingDir, c.PathEnv)
 	if len(argv) > 0 && argv[0] != "" {
-		s.setTarget(argv[0])
+		s.setArgv(argv)
 	} else {
 		s.entryErr = "no entrypoint or command"
 	}
@@ -238,11 +256,11 @@ func (i *Inspector) inspect(ctx context.Context, ref name.Reference, command, ar
 			return v, err
 		}
 	}
-	s.check(-1, nil, nil, nil) // every layer read: a still-missing entrypoint is absent
+	s.check(-1) // every layer read: a still-missing entrypoint is absent
 	if s.verdict != nil {
 		out := *s.verdict
 		out.Digest = v.Digest
-		if b := s.base(); b.Libc == out.Libc {
+		if b := s.base(); b.Libc == out.Libc && !s.static {
 			out.Version = b.Version // only what the layers already read showed
 		}
 		addNote(&out, note)

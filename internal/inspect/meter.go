@@ -77,3 +77,9 @@ type meteredBody struct {
 	capped
 	io.Closer
 }
+
+// nearCap reports whether three quarters of either cap are spent. Reads that only refine a
+// verdict (Go build info, libc telltales) stop there, so they never make an image too large.
+func (m *meter) nearCap() bool {
+	return m.bytes() > m.max/4*3 || m.unc.Load() > m.maxUnc/4*3
+}

@@ -20,7 +20,7 @@ import (
 
 const (
 	maxEntries    = 250_000 // filesystem entries indexed per image (~40 MiB worst case)
-	maxScripts    = 8       // #! interpreters followed
+	maxScripts    = 8       // #! interpreters, wrappers and shells followed
 	maxReleaseLen = 4 << 10 // os-release, alpine-release
 	maxVersionLen = 8 << 20 // glibc loader/libc bytes scanned for the release version
 )
@@ -35,22 +35,29 @@ type scanner struct {
 	ix      *fsIndex
 	m       *meter
 	digests []string // layer digests, manifest order (0 = base)
+	pathVar string
 	pathEnv []string
 	workdir string
 
 	// The program being looked for and how we got to it.
-	label      string   // as written: "python3", "/entrypoint.sh"
-	candidates []string // absolute paths, PATH order
-	chain      []string // evidence so far (scripts followed)
-	scripts    int
-	touched    map[string]bool
+	argv        []string // what runs: argv[0] is label
+	label       string   // as written: "python3", "/entrypoint.sh"
+	candidates  []string // absolute paths, PATH order
+	prefix      string   // evidence so far (scripts, wrappers and shells followed)
+	notFollowed string   // why label, a wrapper or shell, was not followed
+	scripts     int
+	touched     map[string]bool
 
 	verdict  *libc.Verdict // entrypoint tier's result
+	static   bool          // the verdict is a static binary's: the base's version is not its
 	entryErr string        // why the entrypoint tier gave up ("" while still trying)
 	head     []byte
+	bufs     contentBufs
 }
 
-func newScanner(m *meter, digests []string, env []string, workdir string) *scanner {
+// newScanner starts with the image's env and working directory; pathEnv, when set, is the
+// container's own PATH (the pod's env), which replaces the image's.
+func newScanner(m *meter, digests []string, env []string, workdir, pathEnv string) *scanner {
 	s := &scanner{ix: newIndex(maxEntries), m: m, digests: digests, workdir: "/",
 		head: make([]byte, headSize), touched: map[string]bool{}}
 	if workdir != "" {
@@ -62,8 +69,56 @@ func newScanner(m *meter, digests []string, env []string, workdir string) *scann
 			pathVar = v
 		}
 	}
-	s.pathEnv = strings.Split(pathVar, ":")
+	if pathEnv != "" {
+		pathVar = pathEnv
+	}
+	s.setPath(pathVar)
 	return s
+}
+
+func (s *scanner) setPath(v string) {
+	s.pathVar, s.pathEnv = v, strings.Split(v, ":")
+}
+
+// setArgv makes argv what runs, following wrappers and shells by name to the program they
+// start (no file is read for that); the first program that is neither is looked for.
+func (s *scanner) setArgv(argv []string) {
+	s.notFollowed = ""
+	for len(argv) > 0 {
+		h, ok, err := follow(argv, s.workdir, s.pathVar)
+		if !ok {
+			break
+		}
+		if err == nil && s.scripts >= maxScripts {
+			err = fmt.Errorf("more than %d scripts and wrappers", maxScripts)
+		}
+		if err != nil {
+			s.notFollowed = err.Error()
+			break
+		}
+		s.scripts++
+		s.apply(h)
+		argv = h.argv
+	}
+	s.argv = argv
+	if len(argv) == 0 || argv[0] == "" {
+		s.fail("no program to run")
+		return
+	}
+	s.setTarget(argv[0])
+}
+
+func (s *scanner) apply(h hop) {
+	s.prefix += h.note + " → "
+	if h.path != "" {
+		s.setPath(h.path)
+	}
+	if h.dir != "" {
+		s.workdir = path.Join(s.workdir, h.dir)
+		if path.IsAbs(h.dir) {
+			s.workdir = path.Clean(h.dir)
+		}
+	}
 }
 
 // setTarget makes prog (argv[0] or an interpreter) the file to find, resolved as the runtime
@@ -116,12 +171,12 @@ func (s *scanner) resolveTarget(cur int) resolution {
 }
 
 func (s *scanner) fail(why string) {
-	s.entryErr = strings.Join(append(s.chain, why), "; ")
+	s.entryErr = s.prefix + why
 }
 
 // check advances the entrypoint tier after the filesystem changed at a touched path (or a
-// layer ended). pos is the node whose content r is positioned at, after head.
-func (s *scanner) check(cur int, pos *node, r io.Reader, head []byte) {
+// layer ended).
+func (s *scanner) check(cur int) {
 	for s.entryErr == "" && s.verdict == nil && s.label != "" {
 		res := s.resolveTarget(cur)
 		switch res.state {
@@ -146,22 +201,27 @@ func (s *scanner) check(cur int, pos *node, r io.Reader, head []byte) {
 			return
 		}
 		sum := n.sum
-		goErr := ""
-		if n == pos && sum.goinfo == nil && sum.wantsGoWindow(n.size) {
-			if err := sum.readGoInfo(r, head); err != nil {
-				goErr = err.Error()
+		if sum.kind == sumDynamic || sum.kind == sumStatic {
+			// A wrapper reached under another name (/entrypoint -> /usr/bin/tini).
+			if name := wrapperName(res.path); name != "" && wrapperName(s.label) == "" && !shells[name] && name != "busybox" {
+				if h, ok, err := follow(append([]string{res.path}, s.argv[1:]...), s.workdir, s.pathVar); ok && err == nil && s.scripts < maxScripts {
+					s.scripts++
+					h.note = where
+					s.apply(h)
+					s.setArgv(h.argv)
+					continue
+				}
 			}
-			pos = nil // r has moved on
 		}
 		switch sum.kind {
 		case sumScript:
-			prog, ok := scriptProgram(sum.shebang)
-			if s.scripts++; s.scripts > maxScripts || !ok {
+			argv := shebangArgv(sum.shebang, res.path, s.argv[1:])
+			if s.scripts++; s.scripts > maxScripts || argv == nil {
 				s.fail(fmt.Sprintf("%s: #!%s: interpreter not followed", where, sum.shebang))
 				return
 			}
-			s.chain = append(s.chain, fmt.Sprintf("%s: #!%s", where, sum.shebang))
-			s.setTarget(prog)
+			s.prefix += fmt.Sprintf("%s: #!%s; ", where, sum.shebang)
+			s.setArgv(argv)
 			continue
 		case sumDynamic:
 			l := interpLibc(sum.interp)
@@ -172,9 +232,23 @@ func (s *scanner) check(cur int, pos *node, r io.Reader, head []byte) {
 			v := libc.Verdict{Libc: l, Source: libc.SourceEntrypoint}
 			what := "PT_INTERP " + sum.interp
 			if sum.goNote {
-				t := true
-				v.CGO = &t
-				what = "go (cgo), " + what
+				cgo, netgo, desc := true, false, ""
+				if sum.goinfo != nil {
+					var c *bool
+					c, netgo, desc = goSettings(sum.goinfo)
+					cgo = c == nil || *c
+				}
+				v.CGO = &cgo
+				switch {
+				case sum.goinfo == nil:
+					what = "go (cgo; build settings not read: " + sum.goErr + "), " + what
+				case !cgo || netgo:
+					// Go's own resolver: a PIE built with CGO_ENABLED=0, or the netgo tag.
+					v.Libc = libc.Go
+					what = "dynamic Go binary, build info " + strings.TrimSpace(desc) + ", " + what
+				default:
+					what = "go (cgo), build info " + strings.TrimSpace(desc) + ", " + what
+				}
 			}
 			s.decide(v, where, what)
 		case sumStatic:
@@ -189,12 +263,21 @@ func (s *scanner) check(cur int, pos *node, r io.Reader, head []byte) {
 				s.decide(v, where, what)
 			case sum.goNote:
 				what := "static Go binary (Go build-ID note; build settings not read"
-				if goErr != "" {
-					what += ": " + goErr
+				if sum.goErr != "" {
+					what += ": " + sum.goErr
 				}
 				s.decide(libc.Verdict{Libc: libc.Go, Source: libc.SourceEntrypoint}, where, what+")")
+			case sum.staticLibc != "":
+				s.static = true
+				s.decide(libc.Verdict{Libc: sum.staticLibc, Source: libc.SourceEntrypoint}, where,
+					fmt.Sprintf("static ELF, no PT_INTERP; %s %s", sum.staticLibc, sum.telltale))
 			default:
-				s.decide(libc.Verdict{Libc: libc.Static, Source: libc.SourceEntrypoint}, where, "static ELF, no PT_INTERP, not Go")
+				s.static = true
+				what := "static ELF, no PT_INTERP, not Go"
+				if sum.scanned > 0 {
+					what += fmt.Sprintf(", no libc telltale in its first %s", sizeStr(int(sum.scanned)))
+				}
+				s.decide(libc.Verdict{Libc: libc.Static, Source: libc.SourceEntrypoint}, where, what)
 			}
 		default:
 			s.fail(where + ": " + sum.err)
@@ -203,35 +286,34 @@ func (s *scanner) check(cur int, pos *node, r io.Reader, head []byte) {
 	}
 }
 
-func (s *scanner) decide(v libc.Verdict, where, what string) {
-	v.Evidence = strings.Join(append(s.chain, where+": "+what), "; ")
-	s.verdict = &v
+// shebangArgv is what the kernel runs for a script: the interpreter, the rest of the #! line
+// as one argument, the script, its arguments. For env the rest is split into words, as
+// `env -S` and BSD kernels do (Linux would pass "-i LANG=C bash" whole, and env would fail).
+func shebangArgv(shebang, script string, args []string) []string {
+	interp, arg, _ := strings.Cut(strings.TrimSpace(shebang), " ")
+	if interp == "" {
+		return nil
+	}
+	argv := []string{interp}
+	if path.Base(interp) == "env" {
+		argv = append(argv, strings.Fields(arg)...)
+	} else if arg = strings.TrimSpace(arg); arg != "" {
+		argv = append(argv, arg)
+	}
+	return append(append(argv, script), args...)
 }
 
-// scriptProgram returns the program a #! line runs: the interpreter, or for env the command
-// it looks up in PATH.
-func scriptProgram(shebang string) (string, bool) {
-	f := strings.Fields(shebang)
-	if len(f) == 0 {
-		return "", false
+func (s *scanner) decide(v libc.Verdict, where, what string) {
+	v.Evidence = s.prefix + where + ": " + what
+	if s.notFollowed != "" {
+		v.Evidence += "; not followed: " + s.notFollowed
 	}
-	if path.Base(f[0]) != "env" {
-		return f[0], true
-	}
-	for _, a := range f[1:] {
-		switch {
-		case a == "-S" || a == "-i" || a == "--" || strings.HasPrefix(a, "-"):
-		case strings.Contains(a, "="):
-		default:
-			return a, true
-		}
-	}
-	return f[0], true // bare env: decide by env itself
+	s.verdict = &v
 }
 
 // scanLayer streams one layer (index l) and returns errDecided once the entrypoint is decided.
 func (s *scanner) scanLayer(l int, compressed io.Reader) error {
-	s.check(l, nil, nil, nil) // an opaque dir or whiteout in the layer above may have settled it
+	s.check(l) // an opaque dir or whiteout in the layer above may have settled it
 	if s.done() {
 		return errDecided
 	}
@@ -281,12 +363,18 @@ func (s *scanner) scanLayer(l int, compressed io.Reader) error {
 				return err
 			}
 			n.sum = summarize(head)
-			if err := s.noteMarker(clean(h.Name), n, head, tr); err != nil {
+			marker, err := s.noteMarker(clean(h.Name), n, head, tr)
+			if err != nil {
 				return err
+			}
+			if !marker && n.sum != nil && h.Mode&0o111 != 0 && n.sum.wantsContent() {
+				if err := n.sum.readContent(tr, head, h.Size, &s.bufs, s.m.nearCap); err != nil {
+					return err
+				}
 			}
 		}
 		if key := touchKey(h.Name); s.touched[key] {
-			s.check(l, n, tr, head)
+			s.check(l)
 			if s.done() {
 				return errDecided
 			}
@@ -304,63 +392,75 @@ func touchKey(name string) string {
 	return p
 }
 
-// Base markers and glibc's version probes come from libc.Table; release files name the distro.
+// Base markers and version probes come from libc.Table; release files name the distro.
 var (
 	muslLoaderRE  = libc.About(libc.Musl).Markers
 	glibcRE       = libc.About(libc.GLibc).Markers
-	glibcFileVer  = libc.About(libc.GLibc).VersionInName
-	glibcContent  = libc.About(libc.GLibc).VersionInContent
 	releaseFileRE = regexp.MustCompile(`^/(etc/alpine-release|etc/os-release|usr/lib/os-release)$`)
 )
 
-// noteMarker keeps the little a base marker needs: release files' text, glibc's version from
-// its loader or libc (scanned while the bytes stream past anyway; no extra reads).
-func (s *scanner) noteMarker(p string, n *node, head []byte, r io.Reader) error {
-	switch {
-	case releaseFileRE.MatchString(p):
+// noteMarker keeps the little a base marker needs: release files' text, a libc's version
+// from its loader or libc file (scanned while the bytes stream past anyway; no extra reads).
+// marker is true when p is a libc's marker file.
+func (s *scanner) noteMarker(p string, n *node, head []byte, r io.Reader) (marker bool, err error) {
+	if releaseFileRE.MatchString(p) {
 		n.text = string(head[:min(len(head), maxReleaseLen)])
-	case glibcRE.MatchString(p):
-		if m := glibcFileVer.FindStringSubmatch(path.Base(p)); m != nil {
-			n.ver = m[1]
-			return nil
+		return false, nil
+	}
+	for _, k := range libc.Table {
+		if k.Markers == nil || !k.Markers.MatchString(p) {
+			continue
 		}
-		// Scan in chunks, keeping an overlap so a match across chunks is not missed.
-		buf := make([]byte, 0, 64<<10)
-		buf = append(buf, head...)
-		left := int64(maxVersionLen)
-		for {
-			if m := glibcContent.FindSubmatch(buf); m != nil {
-				n.ver = string(m[1])
-				return nil
+		if k.VersionInName != nil {
+			if m := k.VersionInName.FindStringSubmatch(path.Base(p)); m != nil {
+				n.ver = m[1]
+				return true, nil
 			}
-			if len(buf) > 64 {
-				buf = append(buf[:0], buf[len(buf)-64:]...)
+		}
+		if k.VersionInContent != nil {
+			n.ver, err = scanVersion(k.VersionInContent, head, r)
+		}
+		return true, err
+	}
+	return false, nil
+}
+
+// scanVersion finds re's group 1 in the file r streams (after head), up to maxVersionLen,
+// in chunks that overlap so a match across two is not missed.
+func scanVersion(re *regexp.Regexp, head []byte, r io.Reader) (string, error) {
+	buf := make([]byte, 0, 64<<10)
+	buf = append(buf, head...)
+	left := int64(maxVersionLen)
+	for {
+		if m := re.FindSubmatch(buf); m != nil {
+			return string(m[1]), nil
+		}
+		if len(buf) > 64 {
+			buf = append(buf[:0], buf[len(buf)-64:]...)
+		}
+		if left <= 0 {
+			return "", nil
+		}
+		k, err := io.ReadFull(r, buf[len(buf):cap(buf)][:min(int64(cap(buf)-len(buf)), left)])
+		left -= int64(k)
+		buf = buf[:len(buf)+k]
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			if m := re.FindSubmatch(buf); m != nil {
+				return string(m[1]), nil
 			}
-			if left <= 0 {
-				return nil
-			}
-			k, err := io.ReadFull(r, buf[len(buf):cap(buf)][:min(int64(cap(buf)-len(buf)), left)])
-			left -= int64(k)
-			buf = buf[:len(buf)+k]
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				if m := glibcContent.FindSubmatch(buf); m != nil {
-					n.ver = string(m[1])
-				}
-				return nil
-			}
-			if err != nil {
-				return err
-			}
+			return "", nil
+		}
+		if err != nil {
+			return "", err
 		}
 	}
-	return nil
 }
 
 // base decides from the image's base markers once every layer has been read.
 func (s *scanner) base() libc.Verdict {
 	nop := func(string) {}
 	var musl, glibc []string
-	var version, distro, distroID string
+	var version, muslVersion, distro, distroID string
 	keys := make([]string, 0, len(s.ix.nodes))
 	for p := range s.ix.nodes {
 		keys = append(keys, p)
@@ -379,6 +479,9 @@ func (s *scanner) base() libc.Verdict {
 		switch {
 		case isMusl:
 			musl = append(musl, ev)
+			if muslVersion == "" {
+				muslVersion = r.node.ver
+			}
 		case isGlibc:
 			glibc = append(glibc, ev)
 			if version == "" {
@@ -402,11 +505,11 @@ func (s *scanner) base() libc.Verdict {
 	}
 	switch {
 	case len(musl) > 0 && len(glibc) == 0:
-		v.Libc, v.Source, v.Evidence = libc.Musl, libc.SourceBase, "musl loader "+strings.Join(musl, ", ")+with
+		v.Libc, v.Source, v.Evidence, v.Version = libc.Musl, libc.SourceBase, "musl loader "+strings.Join(musl, ", ")+with, muslVersion
 	case len(glibc) > 0 && len(musl) == 0:
 		v.Libc, v.Source, v.Evidence, v.Version = libc.GLibc, libc.SourceBase, "glibc "+strings.Join(glibc, ", ")+with, version
 	case len(glibc) > 0 && distroID == "alpine":
-		v.Libc, v.Source, v.Evidence = libc.Musl, libc.SourceBase, "musl loader "+strings.Join(musl, ", ")+" and glibc compatibility files on "+distro
+		v.Libc, v.Source, v.Evidence, v.Version = libc.Musl, libc.SourceBase, "musl loader "+strings.Join(musl, ", ")+" and glibc compatibility files on "+distro, muslVersion
 	case len(glibc) > 0 && distroID != "":
 		v.Libc, v.Source, v.Evidence, v.Version = libc.GLibc, libc.SourceBase, "glibc "+strings.Join(glibc, ", ")+" and musl loader on "+distro, version
 	case len(glibc) > 0:

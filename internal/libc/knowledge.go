@@ -39,6 +39,21 @@ type Knowledge struct {
 	// VersionInName and VersionInContent find the libc's release version in a marker's file
 	// name and bytes (group 1). Nil: the version is not looked for.
 	VersionInName, VersionInContent *regexp.Regexp
+
+	// StaticNotes and StaticStrings recognise the libc linked into a static ELF (no
+	// PT_INTERP): an ELF note its start files add, or a NUL-bounded string of its code that
+	// other libcs and runtimes do not have. Any one is enough.
+	StaticNotes   []Telltale
+	StaticStrings []Telltale
+}
+
+// Telltale is one sign of a libc inside a static binary. What names it in the evidence.
+// For a note, Name and Type are the ELF note's; for a string, Bytes is searched for.
+type Telltale struct {
+	What  string
+	Name  string
+	Type  uint32
+	Bytes string
 }
 
 // Option is a resolv.conf option a resolver reads, from version Since on ("2.36"; "" for
@@ -139,6 +154,12 @@ var Table = []Knowledge{
 			`(ld-linux[^/]*\.so\.[0-9]+|ld64\.so\.[0-9]+|libc\.so\.6|libc-2\.[0-9]+\.so|ld-2\.[0-9]+\.so)$`),
 		VersionInName:    regexp.MustCompile(`^(?:libc|ld)-(2\.[0-9]+)\.so$`),
 		VersionInContent: regexp.MustCompile(`release version (2\.[0-9]+)`),
+		// csu/abi-note.S: every glibc program's crt1.o carries it ("for GNU/Linux 3.2.0").
+		StaticNotes: []Telltale{{What: ".note.ABI-tag", Name: "GNU", Type: 1}},
+		StaticStrings: []Telltale{
+			{What: "GLIBC_TUNABLES", Bytes: "\x00GLIBC_TUNABLES\x00"},
+			{What: `"Fatal glibc error"`, Bytes: "Fatal glibc error: "},
+		},
 	},
 	{
 		Libc:    Musl,
@@ -167,6 +188,17 @@ var Table = []Knowledge{
 		},
 		LoaderNames: []string{"ld-musl-*"},
 		Markers:     regexp.MustCompile(`^/(usr/)?lib/ld-musl-[^/]+\.so\.1$`),
+		// The loader is libc.so; src/internal/version.c puts VERSION there as a lone string
+		// ("1.2.5", or "1.2.5_git…" in snapshots), printed by `ld-musl-* --version`.
+		VersionInContent: regexp.MustCompile(`\x00(1\.[0-9]{1,2}\.[0-9]{1,3})(?:[_+~.-][0-9A-Za-z._+~-]{0,40})?\x00`),
+		// musl adds no note. Its strerror table (src/errno/__strerror.h) and the options
+		// src/network/resolvconf.c reads, in its order (glibc reads timeout before attempts),
+		// are linked into any program that prints an errno or resolves a name: Rust's std,
+		// musl-gcc -static, Zig with -lc.
+		StaticStrings: []Telltale{
+			{What: `strerror "No error information"`, Bytes: "\x00No error information\x00"},
+			{What: `resolv.conf options "ndots:", "attempts:", "timeout:"`, Bytes: "\x00ndots:\x00attempts:\x00timeout:\x00"},
+		},
 	},
 	{
 		Libc:    Go,
@@ -180,7 +212,7 @@ var Table = []Knowledge{
 		Ignored: "Go's resolver ignores it (one socket per query, so the A/AAAA race does not apply); " +
 			"in a cgo build an option Go does not know makes it use libc's resolver instead",
 	},
-	{Libc: Static}, // a static binary that is not Go: its resolver is unknown
+	{Libc: Static}, // a static binary that is not Go and shows no libc telltale: its resolver is unknown
 	{Libc: Unknown},
 }
 

@@ -84,6 +84,7 @@ type Target struct {
 	Args           []string // the container's args override, if any (replaces Cmd)
 	PullSecrets    []string // the pod's imagePullSecrets names
 	ServiceAccount string
+	PathEnv        string // the container's own env PATH (literal value), replacing the image's; "" = the image's
 }
 
 // Detector decides the libc of one container. Implementations must honour the context's

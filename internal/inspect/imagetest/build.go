@@ -3,8 +3,9 @@
 // go-containerregistry's in-process registry, so that inspection is tested over the real
 // registry protocol against real ELF files.
 //
-// Tools: gcc, musl-gcc (Debian: apt-get install gcc musl-tools) and go. A missing tool fails
-// the test with how to install it: CI installs them, and a skip would hide lost coverage.
+// Tools: gcc, musl-gcc (Debian: apt-get install gcc musl-tools), go, and apt-get/dpkg-deb for
+// the real tini-static and static busybox (debs.go). A missing tool fails the test with how to
+// install it: CI installs them, and a skip would hide lost coverage.
 package imagetest
 
 import (
@@ -44,11 +45,20 @@ const (
 	NoLibc        Kind = "no-libc"         // entrypoint is a text file, no loader: unknown
 	UsrMerge      Kind = "usrmerge"        // /bin/sh with /bin -> usr/bin and /usr/bin/sh -> dash (glibc)
 	DeletedEntry  Kind = "deleted-entry"   // the entrypoint is whited out by the top layer; musl base
+
+	GlibcStatic  Kind = "glibc-static"  // gcc -static binary
+	MuslResolver Kind = "musl-resolver" // musl-gcc -static -s, calls getaddrinfo and nothing that prints errno
+	StaticBare   Kind = "static-bare"   // musl-gcc -static -s of puts("hi"): no libc telltale at all
+	GoPIE        Kind = "go-pie"        // CGO_ENABLED=0 -buildmode=pie Go binary (has PT_INTERP)
+	Wrappers     Kind = "wrappers"      // ENTRYPOINT [/tini, --] (real tini-static), CMD [app] (musl); busybox, a glibc server
+	ShellExec    Kind = "shell-exec"    // real static busybox as /bin/sh -c "exec /opt/app/server --port 80" (glibc)
+	WrapperShell Kind = "wrapper-shell" // dumb-init -- bash -c "./migrate.sh && exec gosu app server" (musl, via PATH)
 )
 
 // Kinds lists every Kind.
 var Kinds = []Kind{GlibcDynamic, MuslDynamic, MuslStatic, GoStatic, GoStaticArm64, GoCgo, ScriptMusl,
-	ScriptEnv, BaseMusl, BaseGlibc, ReplacedLibc, OpaqueLibc, NoLibc, UsrMerge, DeletedEntry}
+	ScriptEnv, BaseMusl, BaseGlibc, ReplacedLibc, OpaqueLibc, NoLibc, UsrMerge, DeletedEntry,
+	GlibcStatic, MuslResolver, StaticBare, GoPIE, Wrappers, ShellExec, WrapperShell}
 
 // File is one tar entry of a layer.
 type File struct {
@@ -169,6 +179,21 @@ int main(int argc, char **argv) {
 }
 `
 
+// resolveC resolves a name and prints no errno text: musl's strerror table is not linked.
+const resolveC = `#include <netdb.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+	struct addrinfo *res;
+	int rc = getaddrinfo(argc > 1 ? argv[1] : "localhost", "53", 0, &res);
+	write(1, rc ? "n\n" : "y\n", 2);
+	return rc != 0;
+}
+`
+
+const bareC = `#include <stdio.h>
+int main(void) { puts("hi"); return 0; }
+`
+
 const helloGo = `package main
 
 import (
@@ -225,7 +250,16 @@ func (b *Builder) binary(which string) []byte {
 		b.run(nil, b.dir, b.tool("musl-gcc", "apt-get install -y musl-tools"), "-O1", "-o", out, src)
 	case "musl-static":
 		b.run(nil, b.dir, b.tool("musl-gcc", "apt-get install -y musl-tools"), "-O1", "-static", "-o", out, src)
-	case "go-static", "go-static-arm64", "go-cgo":
+	case "glibc-static":
+		b.run(nil, b.dir, b.tool("gcc", "apt-get install -y gcc libc6-dev"), "-O1", "-static", "-o", out, src)
+	case "musl-resolver", "static-bare":
+		code := map[string]string{"musl-resolver": resolveC, "static-bare": bareC}[which]
+		src := filepath.Join(b.dir, which+".c")
+		if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+			b.t.Fatal(err)
+		}
+		b.run(nil, b.dir, b.tool("musl-gcc", "apt-get install -y musl-tools"), "-O1", "-static", "-s", "-o", out, src)
+	case "go-static", "go-static-arm64", "go-cgo", "go-pie":
 		mod := filepath.Join(b.dir, "gomod")
 		if err := os.MkdirAll(mod, 0o755); err != nil {
 			b.t.Fatal(err)
@@ -243,7 +277,11 @@ func (b *Builder) binary(which string) []byte {
 			b.tool("gcc", "apt-get install -y gcc")
 			env = append(env, "CGO_ENABLED=1")
 		}
-		b.run(env, mod, b.tool("go", "https://go.dev/doc/install"), "build", "-trimpath", "-o", out, ".")
+		args := []string{"build", "-trimpath", "-o", out}
+		if which == "go-pie" {
+			args = append(args, "-buildmode=pie")
+		}
+		b.run(env, mod, b.tool("go", "https://go.dev/doc/install"), append(args, ".")...)
 	default:
 		b.t.Fatalf("imagetest: no binary %q", which)
 	}
@@ -302,6 +340,24 @@ func (b *Builder) HostGlibcVersion() string {
 // binaries expect; MuslLoader is musl's loader.
 func (b *Builder) GlibcFiles() []File { return b.glibcFiles() }
 func (b *Builder) MuslLoader() File   { return b.muslLoader() }
+
+// HostMuslVersion is the version of the build machine's musl ("1.2.3"), whose loader the
+// musl images carry, as the loader itself prints it.
+func (b *Builder) HostMuslVersion() string {
+	b.t.Helper()
+	out, _ := exec.Command(MuslLoader, "--version").CombinedOutput() // exits 1 after printing
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "Version "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	b.t.Fatalf("%s --version printed no version: %q", MuslLoader, out)
+	return ""
+}
+
+// Tini is Debian's tini-static; Busybox is busybox-static's busybox. Both link glibc statically.
+func (b *Builder) Tini() []byte    { return b.debFile("tini", "usr/bin/tini-static") }
+func (b *Builder) Busybox() []byte { return b.debFile("busybox-static", "bin/busybox") }
 
 func (b *Builder) muslLoader() File {
 	b.t.Helper()
@@ -370,11 +426,36 @@ func (b *Builder) Image(kind Kind) v1.Image {
 	case UsrMerge:
 		base := Layer(t, append([]File{Symlink("/bin", "usr/bin"), Exe("/usr/bin/dash", b.binary("glibc")),
 			Symlink("/usr/bin/sh", "dash")}, b.glibcFiles()...)...)
-		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"exec app"}}, base)
+		// A script the shell reader does not follow: the shell decides.
+		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"app | tee /tmp/log"}}, base)
 	case DeletedEntry:
 		base := Layer(t, b.muslLoader(), Exe("/usr/local/bin/hello", b.binary("glibc")))
 		up := Layer(t, Whiteout("/usr/local/bin/hello"))
 		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"hello"}}, base, up)
+	case GlibcStatic:
+		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"/hello"}}, Layer(t, Exe("/hello", b.binary("glibc-static"))))
+	case MuslResolver:
+		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"/resolve"}}, Layer(t, Exe("/resolve", b.binary("musl-resolver"))))
+	case StaticBare:
+		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"/bare"}}, Layer(t, Exe("/bare", b.binary("static-bare"))))
+	case GoPIE:
+		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"/app"}}, Layer(t, append(b.glibcFiles(), Exe("/app", b.binary("go-pie")))...))
+	case Wrappers:
+		base := Layer(t, append(b.glibcFiles(), b.muslLoader())...)
+		tools := Layer(t, Exe("/tini", b.Tini()), Exe("/bin/busybox", b.Busybox()), Symlink("/bin/sh", "busybox"),
+			Symlink("/usr/local/bin/docker-init", "/tini"))
+		app := Layer(t, Exe("/usr/local/bin/app", b.binary("musl")), Exe("/opt/glibc/server", b.binary("glibc")))
+		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"/tini", "--"}, Cmd: []string{"app"}}, base, tools, app)
+	case ShellExec:
+		base := Layer(t, append(b.glibcFiles(), Exe("/bin/busybox", b.Busybox()), Symlink("/bin/sh", "busybox"))...)
+		app := Layer(t, Exe("/opt/app/server", b.binary("glibc")))
+		return Image(t, "amd64", v1.Config{Env: env, Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"exec /opt/app/server --port 80"}}, base, app)
+	case WrapperShell:
+		// dumb-init and bash are stand-ins (any ELF): wrappers and shells are followed by name.
+		base := Layer(t, b.muslLoader(), Exe("/usr/bin/dumb-init", b.binary("glibc")), Exe("/bin/bash", b.binary("glibc")))
+		app := Layer(t, Exe("/opt/app/bin/server", b.binary("musl")), Exe("/srv/migrate.sh", []byte("#!/bin/sh\necho migrated\n")))
+		return Image(t, "amd64", v1.Config{Env: []string{"PATH=/opt/app/bin:/usr/bin:/bin"}, WorkingDir: "/srv",
+			Entrypoint: []string{"/usr/bin/dumb-init", "--"}, Cmd: []string{"bash", "-c", "./migrate.sh && exec gosu app server --port 80"}}, base, app)
 	}
 	t.Fatalf("imagetest: unknown kind %q", kind)
 	return nil
