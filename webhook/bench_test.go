@@ -59,6 +59,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/dns-tuner/dns-tuner/internal/inspect"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/metrics"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
@@ -245,7 +246,7 @@ func (i instantInspector) Resolve(_ context.Context, ref name.Reference, _ ...re
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}, nil
 }
 
-func (i instantInspector) Inspect(_ context.Context, ref name.Reference, _, _ []string, _ ...remote.Option) (libc.Verdict, error) {
+func (i instantInspector) InspectContainer(_ context.Context, ref name.Reference, _ inspect.Container, _ ...remote.Option) (libc.Verdict, error) {
 	if v, ok := i[ref.Context().Name()]; ok {
 		v.Source = libc.SourceEntrypoint
 		return v, nil

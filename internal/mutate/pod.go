@@ -44,6 +44,38 @@ type PodContainer struct {
 	Image   string   `json:"image,omitempty"`
 	Command []string `json:"command,omitempty"`
 	Args    []string `json:"args,omitempty"`
+	// Env is read for PATH only, where a bare command is looked up.
+	Env []PodEnv `json:"env,omitempty"`
+}
+
+// PodEnv is one environment variable; values from secrets or fields are never read.
+type PodEnv struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+}
+
+// onlyPath keeps the PATH entries of env: the view holds no other variable, so no value a
+// user put in the environment is kept, logged or cached by dns-tuner.
+func onlyPath(env []PodEnv) []PodEnv {
+	var out []PodEnv
+	for _, e := range env {
+		if e.Name == "PATH" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// PathEnv is the container's own PATH ("" when it sets none): the last definition wins, as
+// in the container runtime.
+func (c PodContainer) PathEnv() string {
+	path := ""
+	for _, e := range c.Env {
+		if e.Name == "PATH" {
+			path = e.Value
+		}
+	}
+	return path
 }
 
 // DecodePod reads the view from a Pod as JSON, matching keys case-sensitively as the API
@@ -60,7 +92,13 @@ func DecodePod(raw []byte) (*Pod, error) {
 	if obj.Metadata == nil || obj.Spec == nil {
 		return nil, errors.New("decoding pod: no metadata or spec object")
 	}
-	return &Pod{Metadata: *obj.Metadata, Spec: *obj.Spec}, nil
+	pod := &Pod{Metadata: *obj.Metadata, Spec: *obj.Spec}
+	for _, cs := range [][]PodContainer{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			cs[i].Env = onlyPath(cs[i].Env)
+		}
+	}
+	return pod, nil
 }
 
 // DecodeMeta reads only the metadata, for a pod whose spec does not decode; ok is false

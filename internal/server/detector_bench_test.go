@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/dns-tuner/dns-tuner/internal/inspect"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
@@ -23,7 +24,7 @@ func (muslInspector) Resolve(context.Context, name.Reference, ...remote.Option) 
 	return v1.NewHash("sha256:" + fmt.Sprintf("%064x", 1))
 }
 
-func (muslInspector) Inspect(context.Context, name.Reference, []string, []string, ...remote.Option) (libc.Verdict, error) {
+func (muslInspector) InspectContainer(context.Context, name.Reference, inspect.Container, ...remote.Option) (libc.Verdict, error) {
 	return libc.Verdict{Libc: libc.Musl, Source: libc.SourceEntrypoint}, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/dns-tuner/dns-tuner/internal/inspect"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 )
 
@@ -58,7 +59,7 @@ func (b *bigInspector) Resolve(_ context.Context, ref name.Reference, _ ...remot
 	return hash(ref.Name()), nil
 }
 
-func (b *bigInspector) Inspect(_ context.Context, ref name.Reference, _, _ []string, _ ...remote.Option) (libc.Verdict, error) {
+func (b *bigInspector) InspectContainer(_ context.Context, ref name.Reference, _ inspect.Container, _ ...remote.Option) (libc.Verdict, error) {
 	if b.fail != nil {
 		return libc.Verdict{}, b.fail
 	}

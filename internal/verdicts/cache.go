@@ -36,8 +36,9 @@ import (
 type Inspector interface {
 	// Resolve turns a tag (or index) into the digest of the platform image.
 	Resolve(ctx context.Context, ref name.Reference, extra ...remote.Option) (v1.Hash, error)
-	// Inspect decides the libc of the image ref runs with command and args.
-	Inspect(ctx context.Context, ref name.Reference, command, args []string, extra ...remote.Option) (libc.Verdict, error)
+	// InspectContainer decides the libc of the program a container of image ref runs (its
+	// command, args and own PATH).
+	InspectContainer(ctx context.Context, ref name.Reference, c inspect.Container, extra ...remote.Option) (libc.Verdict, error)
 }
 
 // KeychainFunc returns one pod's registry credentials (registry.PodKeychains.Keychain). A
@@ -227,7 +228,7 @@ func (c *Cache) DetectCached(t libc.Target) (v libc.Verdict, err error, ok bool)
 	if err != nil {
 		return libc.Verdict{}, err, false // not ok: Detect reports it, with its metric
 	}
-	return c.fast(r.ref, flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args)})
+	return c.fast(r.ref, flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args, t.PathEnv)})
 }
 
 // Detect implements libc.Detector. It answers from the caches without I/O when it can;
@@ -238,7 +239,7 @@ func (c *Cache) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error)
 		metrics.RegistryErrors.WithLabelValues(errorKind(err)).Inc()
 		return unknown("", fmt.Sprintf("image %s not inspected: %v", t.Image, err)), err
 	}
-	key := flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args)}
+	key := flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args, t.PathEnv)}
 	if v, err, ok := c.fast(r.ref, key); ok {
 		return v, err
 	}
@@ -343,7 +344,7 @@ func (c *Cache) slow(ref name.Reference, t libc.Target, key flightKey) (v libc.V
 		err := c.withSlot(ctx, func() error {
 			var err error
 			// The inspector records duration, bytes and its own registry errors.
-			if v, err = c.o.Inspector.Inspect(ctx, dref, t.Command, t.Args, remote.WithAuthFromKeychain(kc)); err != nil {
+			if v, err = c.o.Inspector.InspectContainer(ctx, dref, inspect.ContainerOf(t), remote.WithAuthFromKeychain(kc)); err != nil {
 				return counted{err}
 			}
 			return nil
@@ -407,10 +408,11 @@ func (c *Cache) withSlot(ctx context.Context, f func() error) error {
 	return f()
 }
 
-// commandKey distinguishes containers of one image that run different programs. The length
-// prefix keeps ["a b"] and ["a", "b"] apart.
-func commandKey(command, args []string) string {
-	if command == nil && args == nil {
+// commandKey distinguishes containers of one image that run different programs (command,
+// args, and the PATH a bare command is found in). The length prefix keeps ["a b"] and
+// ["a", "b"] apart.
+func commandKey(command, args []string, pathEnv string) string {
+	if command == nil && args == nil && pathEnv == "" {
 		return "-;-;" // most containers: no allocation
 	}
 	var b []byte
@@ -425,6 +427,9 @@ func commandKey(command, args []string) string {
 			b = append(b, s...)
 		}
 		b = append(b, ';')
+	}
+	if pathEnv != "" {
+		b = append(append(append(b, "PATH="...), pathEnv...), ';')
 	}
 	return string(b)
 }

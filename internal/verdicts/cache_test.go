@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/dns-tuner/dns-tuner/internal/inspect"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/registry"
 )
@@ -85,7 +86,8 @@ func (f *fakeInspector) Resolve(ctx context.Context, ref name.Reference, _ ...re
 	return d, nil
 }
 
-func (f *fakeInspector) Inspect(ctx context.Context, ref name.Reference, command, _ []string, _ ...remote.Option) (libc.Verdict, error) {
+func (f *fakeInspector) InspectContainer(ctx context.Context, ref name.Reference, c inspect.Container, _ ...remote.Option) (libc.Verdict, error) {
+	command := c.Command
 	f.inspects.Add(1)
 	n := f.running.Add(1)
 	defer f.running.Add(-1)
@@ -188,7 +190,7 @@ func TestCommandKey(t *testing.T) {
 		{nil, nil}, {[]string{}, nil}, {[]string{"a b"}, nil}, {[]string{"a", "b"}, nil},
 		{nil, []string{"a", "b"}}, {[]string{"a"}, []string{"b"}}, {[]string{"1:a"}, nil}, {[]string{"1", "a"}, nil},
 	} {
-		k := commandKey(tc.cmd, tc.args)
+		k := commandKey(tc.cmd, tc.args, "")
 		if keys[k] {
 			t.Errorf("commandKey(%q, %q) = %q collides", tc.cmd, tc.args, k)
 		}

@@ -144,9 +144,20 @@ func targets(namespace, workload string, tpl *corev1.PodTemplateSpec) []libc.Tar
 		for _, c := range cs {
 			out = append(out, libc.Target{
 				Namespace: namespace, PodName: workload, Container: c.Name, Image: c.Image,
-				Command: c.Command, Args: c.Args, PullSecrets: secrets, ServiceAccount: tpl.Spec.ServiceAccountName,
+				Command: c.Command, Args: c.Args, PathEnv: pathEnv(c.Env), PullSecrets: secrets, ServiceAccount: tpl.Spec.ServiceAccountName,
 			})
 		}
 	}
 	return out
+}
+
+// pathEnv is the container's own PATH, as admission reads it (mutate.PodContainer.PathEnv).
+func pathEnv(env []corev1.EnvVar) string {
+	path := ""
+	for _, e := range env {
+		if e.Name == "PATH" {
+			path = e.Value
+		}
+	}
+	return path
 }

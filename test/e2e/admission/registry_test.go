@@ -25,11 +25,17 @@ func TestRegistryImages(t *testing.T) {
 	musl := push("alpine", imagetest.MuslDynamic)
 	goStatic := push("api", imagetest.GoStatic)
 	script := push("script", imagetest.ScriptMusl)
+	wrappers := push("wrappers", imagetest.Wrappers)        // ENTRYPOINT ["/tini","--"] CMD ["app"], a musl app
+	shellExec := push("shell-exec", imagetest.ShellExec)    // sh -c "exec /opt/app/server --port 80", a glibc app
+	wrapShell := push("wrap-shell", imagetest.WrapperShell) // dumb-init -- bash -c "... && exec gosu app server"
+	staticGlibc := push("static-glibc", imagetest.GlibcStatic)
 
 	tests := []struct {
 		name       string
 		images     []string
 		command    []string
+		args       []string
+		env        []corev1.EnvVar
 		wantLibc   string
 		wantOpts   []string
 		wantWarn   string
@@ -39,7 +45,20 @@ func TestRegistryImages(t *testing.T) {
 		{name: "musl binary", images: []string{musl}, wantLibc: "app=musl", wantOpts: []string{"timeout:2", "attempts:10"}},
 		{name: "static go", images: []string{goStatic}, wantLibc: "app=go"},
 		{name: "shell entrypoint on busybox", images: []string{script}, wantLibc: "app=musl", wantOpts: []string{"timeout:2", "attempts:10"}},
-		{name: "pod command overrides the entrypoint", images: []string{glibc}, command: []string{"/usr/local/bin/hello-static"}, wantLibc: "app=static"},
+		{name: "pod command overrides the entrypoint", images: []string{glibc}, command: []string{"/usr/local/bin/hello-static"}, wantLibc: "app=musl", wantOpts: []string{"timeout:2", "attempts:10"}},
+		// Issue 10: the process that resolves names decides, not the wrapper or shell before it.
+		{name: "static tini in front of a musl app", images: []string{wrappers}, wantLibc: "app=musl", wantOpts: []string{"timeout:2", "attempts:10"}},
+		{name: "image's sh -c exec of a glibc app", images: []string{shellExec}, wantLibc: "app=glibc", wantOpts: []string{"single-request-reopen", "timeout:2", "attempts:3"}},
+		{name: "dumb-init, bash -c, gosu chain", images: []string{wrapShell}, wantLibc: "app=musl", wantOpts: []string{"timeout:2", "attempts:10"}},
+		{
+			name: "pod args: tini runs sh -c exec of a glibc app", images: []string{wrappers},
+			args: []string{"sh", "-c", "exec /opt/glibc/server --port 80"}, wantLibc: "app=glibc", wantOpts: []string{"single-request-reopen", "timeout:2", "attempts:3"},
+		},
+		{
+			name: "pod command: bare name found through the pod's own PATH", images: []string{wrappers}, command: []string{"server"},
+			env: []corev1.EnvVar{{Name: "PATH", Value: "/opt/glibc:/usr/bin"}}, wantLibc: "app=glibc", wantOpts: []string{"single-request-reopen", "timeout:2", "attempts:3"},
+		},
+		{name: "statically linked glibc", images: []string{staticGlibc}, wantLibc: "app=glibc", wantOpts: []string{"single-request-reopen", "timeout:2", "attempts:3"}},
 		{
 			name: "glibc app with musl sidecar", images: []string{glibc, musl}, wantLibc: "app=glibc,sidecar=musl",
 			wantOpts: []string{"single-request-reopen", "timeout:2", "attempts:10"}, wantWarn: `musl in container "sidecar"`,
@@ -56,6 +75,8 @@ func TestRegistryImages(t *testing.T) {
 				pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: []string{"app", "sidecar"}[j], Image: img})
 			}
 			pod.Spec.Containers[0].Command = tt.command
+			pod.Spec.Containers[0].Args = tt.args
+			pod.Spec.Containers[0].Env = tt.env
 			warnings.take()
 			got, err := clientset.CoreV1().Pods("e2e-registry").Create(context.Background(), pod, metav1.CreateOptions{})
 			if err != nil {
