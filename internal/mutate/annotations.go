@@ -25,7 +25,7 @@ const shortCap = 256
 // limit the last ones are shortened first, then dropped first. Status goes last of all.
 var ownPriority = []string{
 	AnnotationStatus, AnnotationReason, AnnotationInjected, AnnotationWouldInject,
-	AnnotationDetectedLibc, AnnotationInspectionState, AnnotationIgnored, AnnotationAdvice,
+	AnnotationDetectedLibc, AnnotationInspectionState, AnnotationIgnored, AnnotationAdvice, AnnotationEvidence,
 }
 
 func priority(key string) int {

@@ -255,6 +255,9 @@ func Decide(p *policy.Policy, pod *Pod, md ModeDecision, containers []Container)
 	if s := inspectionState(containers); s != "" {
 		plan.Annotations[AnnotationInspectionState] = s
 	}
+	if e := evidenceJSON(containers); e != "" {
+		plan.Annotations[AnnotationEvidence] = e
+	}
 	return plan.settle(pod).finish(pod)
 }
 
@@ -426,6 +429,26 @@ func inspectionState(containers []Container) string {
 		reasons[i] = fmt.Sprintf("%d containers: %s", count[r], clip(r, shortCap))
 	}
 	return clip(strings.Join(reasons, "; "), listCap)
+}
+
+// evidenceJSON is what an image inspection found for each container, the chain from the
+// entrypoint to the program that resolves names included, so an operator can check a
+// verdict on the pod itself. Past listCap it says where to look instead.
+func evidenceJSON(containers []Container) string {
+	m := map[string]string{}
+	for _, c := range containers {
+		if c.Verdict.Evidence != "" && c.Verdict.Source != libc.SourceAnnotation {
+			m[c.Name] = c.Verdict.Evidence
+		}
+	}
+	if len(m) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(m) // map keys are sorted: stable output
+	if len(b) > listCap {
+		return fmt.Sprintf("evidence for %d containers is longer than %d bytes: run dns-tuner explain", len(m), listCap)
+	}
+	return string(b)
 }
 
 func ignoredJSON(ignored []Ignored) string {

@@ -24,6 +24,7 @@ const (
 	AnnotationIgnored         = Prefix + "ignored-options"      // {"sidecar":["single-request-reopen"]}
 	AnnotationInspectionState = Prefix + "inspection"           // e.g. "budget exceeded; finishing in background"
 	AnnotationAdvice          = Prefix + "advice"               // what to do about ignored options, one line each
+	AnnotationEvidence        = Prefix + "evidence"             // {"app":"/tini → /usr/local/bin/app (layer 2 …): PT_INTERP …"}
 )
 
 // Status values of AnnotationStatus.
