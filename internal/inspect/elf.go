@@ -143,20 +143,13 @@ func eachNote(b []byte, bo binary.ByteOrder, fn func(name string, typ uint32)) {
 	for len(b) >= 12 {
 		namesz, descsz, typ := bo.Uint32(b), bo.Uint32(b[4:]), bo.Uint32(b[8:])
 		b = b[12:]
-		nlen, dlen := uint64(align4(namesz)), uint64(align4(descsz))
+		nlen, dlen := align4(namesz), align4(descsz)
 		if nlen+dlen > uint64(len(b)) || uint64(namesz) > nlen {
 			return
 		}
 		fn(strings.TrimRight(string(b[:namesz]), "\x00"), typ) // the Go linker pads "Go" to 4
 		b = b[nlen+dlen:]
 	}
-}
-
-// hasGoNote looks for the Go linker's build-ID note (name "Go", type 4).
-func hasGoNote(b []byte, bo binary.ByteOrder) bool {
-	found := false
-	eachNote(b, bo, func(name string, typ uint32) { found = found || (typ == 4 && name == "Go") })
-	return found
 }
 
 // telltale is a libc.Telltale with its libc.
@@ -316,7 +309,7 @@ func findBuildInfo(b []byte) (*debug.BuildInfo, error) {
 		return nil, errors.New("no Go build info")
 	}
 	if b[i+15]&2 == 0 {
-		return nil, errors.New("Go build info older than Go 1.18")
+		return nil, errors.New("build info older than Go 1.18")
 	}
 	str := func(d []byte) (string, []byte, bool) {
 		n, k := binary.Uvarint(d)
@@ -328,7 +321,7 @@ func findBuildInfo(b []byte) (*debug.BuildInfo, error) {
 	vers, rest, ok := str(b[i+32:])
 	mod, _, ok2 := str(rest)
 	if !ok || !ok2 {
-		return nil, errors.New("Go build info cut short")
+		return nil, errors.New("build info cut short")
 	}
 	if len(mod) >= 33 && mod[len(mod)-17] == '\n' {
 		mod = mod[16 : len(mod)-16] // the sentinels around the module info

@@ -594,7 +594,7 @@ func paramName(s string) (name string, adv int, err error) {
 			return "", 0, fmt.Errorf("has an unterminated ${")
 		}
 		n := s[1:j]
-		if !isName(n) && !(len(n) == 1 && strings.IndexByte("@*#?$!-0123456789", n[0]) >= 0) {
+		if !isName(n) && (len(n) != 1 || strings.IndexByte("@*#?$!-0123456789", n[0]) < 0) {
 			n = "{" + n + "}" // ${X:-y} and friends: not followed
 		}
 		return n, j + 1, nil

@@ -105,7 +105,7 @@ func (s *webhookServer) Start(ctx context.Context) error {
 // errors, mostly) go to the logger, one line each.
 func (s *webhookServer) httpServer(ctx context.Context) *http.Server {
 	return &http.Server{
-		Handler:           s.DefaultServer.Options.WebhookMux,
+		Handler:           s.Options.WebhookMux,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ReadHeaderTimeout: s.o.ReadHeaderTimeout,
 		ReadTimeout:       s.o.ReadTimeout,

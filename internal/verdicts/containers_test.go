@@ -13,11 +13,9 @@ import (
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 )
 
-// countingDetector answers from a table and records what it was asked; with cached set it
-// is a MemoryDetector that knows every image in the table.
+// countingDetector answers from a table and records what it was asked.
 type countingDetector struct {
 	table   map[string]libc.Libc
-	cached  bool
 	calls   atomic.Int64
 	mu      sync.Mutex
 	targets []libc.Target
