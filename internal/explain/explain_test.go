@@ -113,7 +113,7 @@ func TestExplain(t *testing.T) {
 	if !strings.Contains(web.ResolvConf, "search shop.svc.cluster.local svc.cluster.local cluster.local") || !strings.Contains(web.ResolvConf, "options ndots:5\n") {
 		t.Errorf("resolv.conf as submitted:\n%s", web.ResolvConf)
 	}
-	if !strings.Contains(web.Enforced, "options ndots:5 single-request-reopen timeout:2 attempts:10\n") {
+	if !strings.Contains(web.Enforced, "options ndots:5 single-request-reopen timeout:2 attempts:3\n") {
 		t.Errorf("enforced resolv.conf:\n%s", web.Enforced)
 	}
 	proxy := web.Containers[1]
@@ -146,7 +146,7 @@ func TestExplain(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Pod shop/web-*", "proxy (musl): reads ndots, timeout, attempts", "ignores single-request-reopen: musl always sends A and AAAA",
-		"applies here: audit", "enforce: injected; adds single-request-reopen timeout:2 attempts:10",
+		"applies here: audit", "enforce: injected; adds single-request-reopen timeout:2 attempts:3",
 		"audit:  audit; would add (spec unchanged)", "Not on the cluster DNS path: hostNetwork",
 	} {
 		if !strings.Contains(text.String(), want) {

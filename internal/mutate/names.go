@@ -24,6 +24,7 @@ const (
 	AnnotationIgnored         = Prefix + "ignored-options"      // {"sidecar":["single-request-reopen"]}
 	AnnotationInspectionState = Prefix + "inspection"           // e.g. "budget exceeded; finishing in background"
 	AnnotationAdvice          = Prefix + "advice"               // what to do about ignored options, one line each
+	AnnotationRaceFix         = Prefix + "race-fix"             // "needed: 3 of 40 nodes run 5.4.0-1103-aws …: exposed (…)"
 )
 
 // Status values of AnnotationStatus.
