@@ -57,9 +57,15 @@ type NodeLocalDNS struct {
 	Address        string // its -localip, when its args say
 }
 
-// Facts is one consistent view of the cluster. The zero Facts is "nothing known": every
+// Facts is what admission asks of the cluster: whether a node a pod can land on is exposed.
+// *Snapshot and *Source implement it.
+type Facts interface {
+	Exposure(Placement) Exposure
+}
+
+// Snapshot is one consistent view of the cluster. The zero Snapshot is "nothing known": every
 // node counts as exposed.
-type Facts struct {
+type Snapshot struct {
 	// Synced: the informers have listed once; before that nothing is known.
 	Synced bool
 	Nodes  []Node
@@ -84,7 +90,7 @@ type NodeExposure struct {
 // counts with kube-proxy in iptables or nftables mode; with one DNS endpoint the
 // single-backend fix is enough, with two or more (or an unknown number) A and AAAA may be
 // DNAT'd to different backends and the 5.6 fix is needed.
-func (f *Facts) NodeExposure(n *Node) NodeExposure {
+func (f *Snapshot) NodeExposure(n *Node) NodeExposure {
 	switch f.Proxy {
 	case ProxyIPVS:
 		return NodeExposure{Exposed: true, Why: "kube-proxy ipvs: its own connection table, 5 s stalls reported on new kernels (kubernetes PR #122463)"}
@@ -133,17 +139,12 @@ var Unknown = Exposure{Exposed: true, Reason: "no cluster facts: counted as expo
 
 // Exposure says whether a node the pod can land on is exposed. No kernel known counts as
 // exposed, and so does a placement no known node matches (the pod waits for a node dns-tuner
-// has not seen).
-func (f *Facts) Exposure(p Placement) Exposure {
+// has not seen). A nil Snapshot knows nothing.
+func (f *Snapshot) Exposure(p Placement) Exposure {
 	if f == nil || !f.Synced {
 		return Unknown
 	}
 	match := matcher(p)
-	type group struct {
-		kernel string
-		count  int
-		why    NodeExposure
-	}
 	var exposed, safe []*group
 	byKey := map[string]*group{}
 	total, nexp := 0, 0
@@ -157,7 +158,7 @@ func (f *Facts) Exposure(p Placement) Exposure {
 		key := fmt.Sprintf("%t|%s", ne.Exposed, n.Kernel.Raw)
 		g := byKey[key]
 		if g == nil {
-			g = &group{kernel: n.Kernel.Raw, why: ne}
+			g = &group{kernel: n.Kernel.Raw, parsed: n.Kernel.Parsed, why: ne}
 			byKey[key] = g
 			if ne.Exposed {
 				exposed = append(exposed, g)
@@ -185,18 +186,35 @@ func (f *Facts) Exposure(p Placement) Exposure {
 		e.Reason = "no node known yet: counted as exposed"
 	case nexp > 0:
 		e.Exposed = true
-		top := largest(exposed, func(g *group) int { return g.count })
+		top := largest(exposed)
 		e.Reason = fmt.Sprintf("%d of %d %s %s%s: exposed (%s)", nexp, total, where, runs(top.kernel, len(exposed)), path, top.why.Why)
 	default:
-		top := largest(safe, func(g *group) int { return g.count })
+		top := largest(safe)
 		e.Reason = fmt.Sprintf("all %d %s %s%s: not exposed (%s)", total, where, runs(top.kernel, len(safe)), path, top.why.Why)
 	}
 	return e
 }
 
-func largest[T any](gs []T, size func(T) int) T {
-	sort.SliceStable(gs, func(i, j int) bool { return size(gs[i]) > size(gs[j]) })
+// largest is the group with the most nodes; ties go to a kernel that parsed, then to the
+// first in sort order, so the reason does not change with the order nodes were listed in.
+func largest(gs []*group) *group {
+	sort.Slice(gs, func(i, j int) bool {
+		if gs[i].count != gs[j].count {
+			return gs[i].count > gs[j].count
+		}
+		if gs[i].parsed != gs[j].parsed {
+			return gs[i].parsed
+		}
+		return gs[i].kernel < gs[j].kernel
+	})
 	return gs[0]
+}
+
+type group struct {
+	kernel string
+	parsed bool
+	count  int
+	why    NodeExposure
 }
 
 // runs names the most common kernel of a group of nodes: "run 5.4.0-1103-aws" or
@@ -211,7 +229,7 @@ func runs(kernel string, kernels int) string {
 
 // pathWords is the DNS path as the reason names it: " with kube-proxy iptables and 2 DNS
 // endpoints".
-func (f *Facts) pathWords() string {
+func (f *Snapshot) pathWords() string {
 	eps := "an unknown number of DNS endpoints"
 	switch {
 	case f.DNSEndpoints == 1:

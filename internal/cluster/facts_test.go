@@ -74,7 +74,7 @@ func TestNodeExposure(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/%s/%d", tt.kernel, tt.proxy, tt.endpoints), func(t *testing.T) {
-			f := &Facts{Synced: true, Proxy: tt.proxy, DNSEndpoints: tt.endpoints}
+			f := &Snapshot{Synced: true, Proxy: tt.proxy, DNSEndpoints: tt.endpoints}
 			n := Node{Name: "n", Kernel: ParseKernel(tt.kernel)}
 			if tt.kernel == "" {
 				n.Kernel = Kernel{}
@@ -107,19 +107,19 @@ func TestExposure(t *testing.T) {
 	for i := 0; i < 37; i++ {
 		mixed = append(mixed, Node{Name: fmt.Sprintf("new%d", i), Labels: map[string]string{"pool": "new"}, Kernel: ParseKernel("6.1.0-25-cloud-amd64")})
 	}
-	ipt := func(ns []Node, eps int) *Facts {
-		return &Facts{Synced: true, Nodes: ns, Proxy: ProxyIPTables, ProxyWhy: "ConfigMap kube-system/kube-proxy", DNSEndpoints: eps}
+	ipt := func(ns []Node, eps int) *Snapshot {
+		return &Snapshot{Synced: true, Nodes: ns, Proxy: ProxyIPTables, ProxyWhy: "ConfigMap kube-system/kube-proxy", DNSEndpoints: eps}
 	}
 	tests := []struct {
 		name      string
-		facts     *Facts
+		facts     *Snapshot
 		place     Placement
 		exposed   bool
 		nodes     int
 		reasonHas string
 	}{
 		{"no facts", nil, Placement{}, true, 0, "no cluster facts"},
-		{"not synced", &Facts{}, Placement{}, true, 0, "no cluster facts"},
+		{"not synced", &Snapshot{}, Placement{}, true, 0, "no cluster facts"},
 		{"anywhere", ipt(mixed, 2), Placement{}, true, 40,
 			"3 of 40 nodes run 5.4.0-1103-aws with kube-proxy iptables and 2 DNS endpoints: exposed"},
 		{"confined to new kernels", ipt(mixed, 2), inPool("new"), false, 37,
@@ -130,8 +130,8 @@ func TestExposure(t *testing.T) {
 		{"one endpoint: 5.4 is enough", ipt(mixed, 1), Placement{}, false, 40, "1 DNS endpoint"},
 		{"placement matches nothing", ipt(mixed, 2), inPool("gpu"), true, 0, "no known node matches"},
 		{"no nodes", ipt(nil, 2), Placement{}, true, 0, "no node known"},
-		{"ipvs", &Facts{Synced: true, Nodes: nodes("6.1.0-25-cloud-amd64"), Proxy: ProxyIPVS, DNSEndpoints: 2}, Placement{}, true, 1, "PR #122463"},
-		{"no kube-proxy", &Facts{Synced: true, Nodes: nodes("6.1.0-25-cloud-amd64"), Proxy: ProxyUnknown, ProxyWhy: "no ConfigMap kube-system/kube-proxy", DNSEndpoints: 2}, Placement{}, true, 1, "kube-proxy mode unknown (no ConfigMap"},
+		{"ipvs", &Snapshot{Synced: true, Nodes: nodes("6.1.0-25-cloud-amd64"), Proxy: ProxyIPVS, DNSEndpoints: 2}, Placement{}, true, 1, "PR #122463"},
+		{"no kube-proxy", &Snapshot{Synced: true, Nodes: nodes("6.1.0-25-cloud-amd64"), Proxy: ProxyUnknown, ProxyWhy: "no ConfigMap kube-system/kube-proxy", DNSEndpoints: 2}, Placement{}, true, 1, "kube-proxy mode unknown (no ConfigMap"},
 		{"several old kernels", ipt(nodes("4.18.0-553.el8_10.x86_64", "5.4.0-1103-aws", "5.4.0-1103-aws"), 2), Placement{}, true, 3, "3 of 3 nodes run 5.4.0-1103-aws and 1 other kernels"},
 	}
 	for _, tt := range tests {

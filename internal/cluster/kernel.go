@@ -97,15 +97,15 @@ func ParseKernel(s string) Kernel {
 		k.Reason = fmt.Sprintf("kernel %s.%d: single-backend clash fixed (stable %d.%d.%d); %s", k.Version(), k.Patch, k.Major, k.Minor, first, noDiff)
 	case stable && !k.Vendor:
 		k.SingleBackend = NotFixed
-		k.Reason = fmt.Sprintf("kernel %s.%d: before the single-backend clash fix (%d.%d.%d)", k.Version(), k.Patch, k.Major, k.Minor, first)
+		k.Reason = fmt.Sprintf("kernel %s.%d: before the single-backend clash fix (%d.%d.%d); %s", k.Version(), k.Patch, k.Major, k.Minor, first, noDiff)
 	case k.Vendor:
 		// A distribution kernel (RHEL 8's 4.18, Debian's 4.19.0-N) may carry the backport;
 		// nothing in the string says so.
 		k.SingleBackend = FixUnknown
-		k.Reason = fmt.Sprintf("vendor kernel %s: unknown backports of the single-backend clash fix", k.Version())
+		k.Reason = fmt.Sprintf("vendor kernel %s: unknown backports of the single-backend clash fix; %s", k.Version(), noDiff)
 	default:
 		k.SingleBackend = NotFixed
-		k.Reason = fmt.Sprintf("kernel %s.%d: before the single-backend clash fix", k.Version(), k.Patch)
+		k.Reason = fmt.Sprintf("kernel %s.%d: before the single-backend clash fix; %s", k.Version(), k.Patch, noDiff)
 	}
 	return k
 }

@@ -14,6 +14,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/dns-tuner/dns-tuner/internal/cluster"
 	"github.com/dns-tuner/dns-tuner/internal/metrics"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
 	"github.com/dns-tuner/dns-tuner/webhook"
@@ -72,11 +73,17 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, log logr.Logger) erro
 	if err != nil {
 		return err
 	}
+	// Node kernels, kube-proxy's mode and the DNS endpoints, for raceFix auto.
+	facts, err := cluster.NewSource(mgr, cluster.SourceOptions{Log: log.WithName("cluster")})
+	if err != nil {
+		return err
+	}
 	mutator := &webhook.PodMutator{
 		Policy:     pol,
 		Namespaces: mgr.GetCache(), // namespace metadata only: a metadata informer, flat memory
 		APIReader:  mgr.GetAPIReader(),
 		Detector:   detector,
+		Facts:      facts,
 		Log:        log.WithName("admission"),
 	}
 	mgr.GetWebhookServer().Register(webhook.Path, &admission.Webhook{Handler: mutator})
