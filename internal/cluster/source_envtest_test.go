@@ -242,6 +242,18 @@ func TestSourceEnvtest(t *testing.T) {
 	eventually(t, rsrc, "every fact with the chart's RBAC", func(s *cluster.Snapshot) bool {
 		return len(s.Nodes) == len(kernels)+1 && s.Proxy == cluster.ProxyIPTables && s.DNSEndpoints == 1 && s.NodeLocal.Running
 	})
+
+	// The one-shot read (explain, audit) sees the same, with the same RBAC.
+	snap, err = cluster.Read(ctx, kubernetes.NewForConfigOrDie(restricted), cluster.SourceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Nodes) != len(kernels)+1 || snap.Proxy != cluster.ProxyIPTables || snap.DNSEndpoints != 1 || snap.NodeLocal.Address != "169.254.20.10" {
+		t.Errorf("Read: %s", describe(snap))
+	}
+	if a, b := snap.Exposure(rhel), rsrc.Exposure(rhel); a.Reason != b.Reason {
+		t.Errorf("Read and Source disagree:\n%s\n%s", a.Reason, b.Reason)
+	}
 }
 
 // asServiceAccount binds config/rbac/role.yaml's ClusterRole to dns-tuner's ServiceAccount
