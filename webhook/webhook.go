@@ -95,11 +95,7 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp ad
 		lim.Budget = DefaultBudget
 	}
 	containers, warnings := verdicts.DetectContainers(ctx, m.Detector, lim, namespace, pod)
-	exposure := cluster.Unknown
-	if m.Facts != nil {
-		exposure = m.Facts.Exposure(pod.Placement())
-	}
-	plan := mutate.DecideFor(p, pod, md, containers, exposure)
+	plan := mutate.DecideFor(p, pod, md, containers, mutate.ExposureOf(p, pod, m.Facts))
 	warnings = append(warnings, plan.Warnings...)
 	var patch []byte
 	if ops := mutate.Patch(pod, plan); len(ops) > 0 {

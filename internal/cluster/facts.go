@@ -121,6 +121,8 @@ func (f *Snapshot) NodeExposure(n *Node) NodeExposure {
 type Placement struct {
 	NodeSelector map[string]string
 	NodeAffinity *corev1.NodeAffinity
+	// Proxy, when set, is the policy's serviceProxy: it replaces the detected mode.
+	Proxy ProxyMode
 }
 
 // Exposure is what the facts say about the nodes a pod can land on.
@@ -143,6 +145,11 @@ var Unknown = Exposure{Exposed: true, Reason: "no cluster facts: counted as expo
 func (f *Snapshot) Exposure(p Placement) Exposure {
 	if f == nil || !f.Synced {
 		return Unknown
+	}
+	if p.Proxy != "" {
+		over := *f // shallow: the nodes are only read
+		over.Proxy, over.ProxyWhy = p.Proxy, "policy serviceProxy"
+		f = &over
 	}
 	match := matcher(p)
 	var exposed, safe []*group

@@ -132,6 +132,9 @@ func TestExposure(t *testing.T) {
 		{"no nodes", ipt(nil, 2), Placement{}, true, 0, "no node known"},
 		{"ipvs", &Snapshot{Synced: true, Nodes: nodes("6.1.0-25-cloud-amd64"), Proxy: ProxyIPVS, DNSEndpoints: 2}, Placement{}, true, 1, "PR #122463"},
 		{"no kube-proxy", &Snapshot{Synced: true, Nodes: nodes("6.1.0-25-cloud-amd64"), Proxy: ProxyUnknown, ProxyWhy: "no ConfigMap kube-system/kube-proxy", DNSEndpoints: 2}, Placement{}, true, 1, "kube-proxy mode unknown (no ConfigMap"},
+		{"no kube-proxy ConfigMap, policy says nftables", &Snapshot{Synced: true, Nodes: nodes("6.1.0-25-cloud-amd64"), Proxy: ProxyUnknown, DNSEndpoints: 2},
+			Placement{Proxy: ProxyNFTables}, false, 1, "with kube-proxy nftables"},
+		{"detected iptables, policy says ipvs", ipt(mixed, 2), Placement{NodeSelector: map[string]string{"pool": "new"}, Proxy: ProxyIPVS}, true, 37, "PR #122463"},
 		{"several old kernels", ipt(nodes("4.18.0-553.el8_10.x86_64", "5.4.0-1103-aws", "5.4.0-1103-aws"), 2), Placement{}, true, 3, "3 of 3 nodes run 5.4.0-1103-aws and 1 other kernels"},
 	}
 	for _, tt := range tests {

@@ -129,10 +129,7 @@ func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout t
 		r.Applies = &Mode{Mode: md.Mode, Reason: md.Reason}
 		warnings = append(warnings, md.Warnings...)
 	}
-	exposure := cluster.Unknown
-	if in.Facts != nil {
-		exposure = in.Facts.Exposure(pod.Placement())
-	}
+	exposure := mutate.ExposureOf(p, pod, in.Facts)
 	var enforced mutate.Plan
 	for _, m := range []policy.Mode{policy.Enforce, policy.Audit, policy.Off} {
 		plan := mutate.DecideFor(p, pod, mutate.ModeDecision{Mode: m, Reason: "explain, mode " + string(m)}, containers, exposure)

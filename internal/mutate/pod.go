@@ -9,6 +9,7 @@ import (
 	sigsjson "sigs.k8s.io/json"
 
 	"github.com/dns-tuner/dns-tuner/internal/cluster"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
 )
 
 // Pod is the part of a Pod that dns-tuner reads, and nothing else: admission decodes the
@@ -56,6 +57,17 @@ func (p *Pod) Placement() cluster.Placement {
 		pl.NodeAffinity = p.Spec.Affinity.NodeAffinity
 	}
 	return pl
+}
+
+// ExposureOf is what the facts say about the nodes the pod can land on, with the policy's
+// serviceProxy over the detected mode. Without facts every node counts as exposed.
+func ExposureOf(p *policy.Policy, pod *Pod, f cluster.Facts) cluster.Exposure {
+	if f == nil {
+		return cluster.Unknown
+	}
+	pl := pod.Placement()
+	pl.Proxy = cluster.ProxyMode(p.ServiceProxy)
+	return f.Exposure(pl)
 }
 
 // nameservers is how many nameservers the pod's resolv.conf lists (kubelet keeps 3).

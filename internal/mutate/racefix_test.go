@@ -14,7 +14,7 @@ import (
 )
 
 var (
-	oldNodes = &cluster.Facts{Synced: true, Proxy: cluster.ProxyIPTables, DNSEndpoints: 2, Nodes: []cluster.Node{
+	oldNodes = &cluster.Snapshot{Synced: true, Proxy: cluster.ProxyIPTables, DNSEndpoints: 2, Nodes: []cluster.Node{
 		{Name: "a", Labels: map[string]string{"pool": "old"}, Kernel: cluster.ParseKernel("5.4.0-1103-aws")},
 		{Name: "b", Labels: map[string]string{"pool": "new"}, Kernel: cluster.ParseKernel("6.1.0-25-cloud-amd64")},
 	}}

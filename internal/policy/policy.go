@@ -157,6 +157,10 @@ type Policy struct {
 	Ndots string `json:"ndots,omitempty"`
 	// RaceFix says when profiles' raceFix options are injected: auto, always or never.
 	RaceFix RaceFixMode `json:"raceFix"`
+	// ServiceProxy, when set (iptables, nftables or ipvs), is how Service traffic reaches the
+	// DNS backends on every node, over what kube-proxy's ConfigMap says or where there is none
+	// (flags, a kube-proxy replacement). Empty: detected; ipvs and undetected count as exposed.
+	ServiceProxy string `json:"serviceProxy,omitempty"`
 	// Profiles maps a libc to what is injected for it.
 	Profiles map[libc.Libc]Profile `json:"profiles"`
 	// Inspection configures registry-backed libc detection.
@@ -245,6 +249,11 @@ func (p *Policy) Validate() error {
 	case RaceFixAuto, RaceFixAlways, RaceFixNever:
 	default:
 		return fmt.Errorf("raceFix: %q: want auto, always or never", p.RaceFix)
+	}
+	switch p.ServiceProxy {
+	case "", "iptables", "nftables", "ipvs":
+	default:
+		return fmt.Errorf("serviceProxy: %q: want iptables, nftables, ipvs or nothing (detect)", p.ServiceProxy)
 	}
 	for l, prof := range p.Profiles {
 		if _, err := libc.Parse(string(l)); err != nil {

@@ -87,6 +87,12 @@ func TestParse(t *testing.T) {
 			}
 		}},
 		{name: "bad raceFix", yaml: "raceFix: sometimes\n", wantErr: "raceFix"},
+		{name: "serviceProxy", yaml: "serviceProxy: nftables\n", check: func(t *testing.T, p *Policy) {
+			if p.ServiceProxy != "nftables" {
+				t.Errorf("serviceProxy = %q", p.ServiceProxy)
+			}
+		}},
+		{name: "bad serviceProxy", yaml: "serviceProxy: ebpf\n", wantErr: "serviceProxy"},
 		// Profiles written before raceFix list single-request-reopen under inject: it is
 		// still the race fix, gated by raceFix, and the rest is still injected everywhere.
 		{name: "race fix under inject", yaml: "profiles:\n  glibc:\n    inject: [{name: single-request-reopen}, {name: timeout, value: \"1\"}]\n", check: func(t *testing.T, p *Policy) {
