@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
@@ -76,6 +77,11 @@ type Snapshot struct {
 	// unknown.
 	DNSEndpoints int
 	NodeLocal    NodeLocalDNS
+
+	// memo holds the exposure of an unconfined pod per proxy mode: a Snapshot is not changed
+	// once built, and most pods are not confined.
+	mu   sync.Mutex
+	memo map[ProxyMode]Exposure
 }
 
 // NodeExposure is one node's standing against the race, and why.
@@ -91,14 +97,19 @@ type NodeExposure struct {
 // single-backend fix is enough, with two or more (or an unknown number) A and AAAA may be
 // DNAT'd to different backends and the 5.6 fix is needed.
 func (f *Snapshot) NodeExposure(n *Node) NodeExposure {
-	switch f.Proxy {
+	return f.kernelExposure(&n.Kernel, f.Proxy, f.ProxyWhy)
+}
+
+// kernelExposure is NodeExposure for a kernel under a service proxy mode: nothing else of a
+// node matters, so it is computed once per distinct kernel.
+func (f *Snapshot) kernelExposure(k *Kernel, proxy ProxyMode, proxyWhy string) NodeExposure {
+	switch proxy {
 	case ProxyIPVS:
 		return NodeExposure{Exposed: true, Why: "kube-proxy ipvs: its own connection table, 5 s stalls reported on new kernels (kubernetes PR #122463)"}
 	case ProxyIPTables, ProxyNFTables:
 	default:
-		return NodeExposure{Exposed: true, Unknown: true, Why: "kube-proxy mode unknown (" + orWord(f.ProxyWhy, "no facts") + ")"}
+		return NodeExposure{Exposed: true, Unknown: true, Why: "kube-proxy mode unknown (" + orWord(proxyWhy, "no facts") + ")"}
 	}
-	k := n.Kernel
 	if k.Raw == "" {
 		return NodeExposure{Exposed: true, Unknown: true, Why: "kernel not reported"}
 	}
@@ -146,14 +157,30 @@ func (f *Snapshot) Exposure(p Placement) Exposure {
 	if f == nil || !f.Synced {
 		return Unknown
 	}
+	proxy, proxyWhy := f.Proxy, f.ProxyWhy
 	if p.Proxy != "" {
-		over := *f // shallow: the nodes are only read
-		over.Proxy, over.ProxyWhy = p.Proxy, "policy serviceProxy"
-		f = &over
+		proxy, proxyWhy = p.Proxy, "policy serviceProxy"
 	}
 	match := matcher(p)
+	if match == nil { // most pods: the same answer for every admission of this snapshot
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if e, ok := f.memo[proxy]; ok {
+			return e
+		}
+		e := f.exposure(nil, proxy, proxyWhy)
+		if f.memo == nil {
+			f.memo = map[ProxyMode]Exposure{}
+		}
+		f.memo[proxy] = e
+		return e
+	}
+	return f.exposure(match, proxy, proxyWhy)
+}
+
+func (f *Snapshot) exposure(match func(*Node) bool, proxy ProxyMode, proxyWhy string) Exposure {
 	var exposed, safe []*group
-	byKey := map[string]*group{}
+	byKernel := map[string]*group{} // a cluster runs a handful of kernels
 	total, nexp := 0, 0
 	for i := range f.Nodes {
 		n := &f.Nodes[i]
@@ -161,20 +188,18 @@ func (f *Snapshot) Exposure(p Placement) Exposure {
 			continue
 		}
 		total++
-		ne := f.NodeExposure(n)
-		key := fmt.Sprintf("%t|%s", ne.Exposed, n.Kernel.Raw)
-		g := byKey[key]
+		g := byKernel[n.Kernel.Raw]
 		if g == nil {
-			g = &group{kernel: n.Kernel.Raw, parsed: n.Kernel.Parsed, why: ne}
-			byKey[key] = g
-			if ne.Exposed {
+			g = &group{kernel: n.Kernel.Raw, parsed: n.Kernel.Parsed, why: f.kernelExposure(&n.Kernel, proxy, proxyWhy)}
+			byKernel[n.Kernel.Raw] = g
+			if g.why.Exposed {
 				exposed = append(exposed, g)
 			} else {
 				safe = append(safe, g)
 			}
 		}
 		g.count++
-		if ne.Exposed {
+		if g.why.Exposed {
 			nexp++
 		}
 	}
@@ -183,7 +208,7 @@ func (f *Snapshot) Exposure(p Placement) Exposure {
 	if match != nil {
 		where = "nodes the pod can land on"
 	}
-	path := f.pathWords()
+	path := pathWords(proxy, f.DNSEndpoints)
 	switch {
 	case total == 0 && match != nil:
 		e.Exposed = true
@@ -236,31 +261,39 @@ func runs(kernel string, kernels int) string {
 
 // pathWords is the DNS path as the reason names it: " with kube-proxy iptables and 2 DNS
 // endpoints".
-func (f *Snapshot) pathWords() string {
+func pathWords(proxy ProxyMode, endpoints int) string {
 	eps := "an unknown number of DNS endpoints"
 	switch {
-	case f.DNSEndpoints == 1:
+	case endpoints == 1:
 		eps = "1 DNS endpoint"
-	case f.DNSEndpoints >= 0:
-		eps = fmt.Sprintf("%d DNS endpoints", f.DNSEndpoints)
+	case endpoints >= 0:
+		eps = fmt.Sprintf("%d DNS endpoints", endpoints)
 	}
-	return fmt.Sprintf(" with kube-proxy %s and %s", orWord(string(f.Proxy), string(ProxyUnknown)), eps)
+	return fmt.Sprintf(" with kube-proxy %s and %s", orWord(string(proxy), string(ProxyUnknown)), eps)
 }
 
 // matcher is nil when the pod is not confined (every node).
 func matcher(p Placement) func(*Node) bool {
-	if len(p.NodeSelector) == 0 && (p.NodeAffinity == nil || p.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil) {
+	required := p.NodeAffinity != nil && p.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil
+	if len(p.NodeSelector) == 0 && !required {
 		return nil
 	}
-	pod := &corev1.Pod{Spec: corev1.PodSpec{NodeSelector: p.NodeSelector}}
-	if p.NodeAffinity != nil {
-		pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: p.NodeAffinity}
+	if !required { // nodeSelector alone: plain label equality
+		return func(n *Node) bool {
+			for k, v := range p.NodeSelector {
+				if got, ok := n.Labels[k]; !ok || got != v {
+					return false
+				}
+			}
+			return true
+		}
 	}
+	pod := &corev1.Pod{Spec: corev1.PodSpec{NodeSelector: p.NodeSelector, Affinity: &corev1.Affinity{NodeAffinity: p.NodeAffinity}}}
 	req := nodeaffinity.GetRequiredNodeAffinity(pod)
+	scratch := &corev1.Node{} // Match reads name and labels only
 	return func(n *Node) bool {
-		node := &corev1.Node{}
-		node.Name, node.Labels = n.Name, n.Labels
-		ok, err := req.Match(node)
+		scratch.Name, scratch.Labels = n.Name, n.Labels
+		ok, err := req.Match(scratch)
 		// A selector the scheduler cannot parse matches nothing there either; here it counts
 		// as matching so the pod is not thought confined.
 		return ok || err != nil

@@ -149,3 +149,17 @@ func TestExposure(t *testing.T) {
 		})
 	}
 }
+
+// The memo of an unconfined pod's exposure is per proxy mode: the policy's serviceProxy
+// never answers for the detected mode, nor the other way round.
+func TestExposureMemoPerProxy(t *testing.T) {
+	s := &Snapshot{Synced: true, Proxy: ProxyIPTables, DNSEndpoints: 2, Nodes: nodes("6.1.0-25-cloud-amd64")}
+	for i := 0; i < 2; i++ {
+		if e := s.Exposure(Placement{}); e.Exposed {
+			t.Fatalf("detected iptables: %s", e.Reason)
+		}
+		if e := s.Exposure(Placement{Proxy: ProxyIPVS}); !e.Exposed {
+			t.Fatalf("policy ipvs: %s", e.Reason)
+		}
+	}
+}

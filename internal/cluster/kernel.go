@@ -92,7 +92,9 @@ func ParseKernel(s string) Kernel {
 	case at(5, 0):
 		k.SingleBackend = Fixed
 		k.Reason = fmt.Sprintf("kernel %s: single-backend clash fixed (5.0); %s", k.Version(), noDiff)
-	case stable && !k.Vendor && k.Patch >= first:
+	// A vendor string with a non-zero patch level (4.14.355-275.570.amzn2) is built on that
+	// upstream stable release; x.y.0-N (Debian, Ubuntu, RHEL) says nothing of it.
+	case stable && (!k.Vendor || k.Patch > 0) && k.Patch >= first:
 		k.SingleBackend = Fixed
 		k.Reason = fmt.Sprintf("kernel %s.%d: single-backend clash fixed (stable %d.%d.%d); %s", k.Version(), k.Patch, k.Major, k.Minor, first, noDiff)
 	case stable && !k.Vendor:

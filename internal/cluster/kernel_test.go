@@ -28,7 +28,9 @@ func TestParseKernel(t *testing.T) {
 		{"4.14.105", NotFixed, NotFixed, "4.14.106"},
 		{"4.19.29+", Fixed, NotFixed, "stable 4.19.29"},
 		{"4.19.28", NotFixed, NotFixed, "4.19.29"},
-		{"4.19.0-25-cloud-amd64", FixUnknown, NotFixed, "unknown backports"}, // Debian's ABI name, not the patch level
+		{"4.19.0-25-cloud-amd64", FixUnknown, NotFixed, "unknown backports"},  // Debian's ABI name, not the patch level
+		{"4.14.355-275.570.amzn2.x86_64", Fixed, NotFixed, "stable 4.14.106"}, // built on upstream 4.14.355
+		{"4.14.50-1.el7", FixUnknown, NotFixed, "unknown backports"},
 		{"4.15.0-1100-gcp", FixUnknown, NotFixed, "vendor kernel 4.15"},
 		{"4.15.18", NotFixed, NotFixed, "4.15.18: before"},
 		{"3.10.0-1160.el7.x86_64", FixUnknown, NotFixed, "vendor kernel 3.10"},
