@@ -65,8 +65,10 @@ type Source struct {
 	infs  map[string]cache.Informer
 	dirty atomic.Bool
 	snap  atomic.Pointer[Snapshot]
-	// kernels caches ParseKernel by string (a cluster runs a handful); rebuild's alone.
+	// kernels caches ParseKernel by string (a cluster runs a handful); logged is the last
+	// facts summary logged. Both are rebuild's alone.
 	kernels map[string]Kernel
+	logged  string
 }
 
 var _ Facts = &Source{}
@@ -194,7 +196,14 @@ func (s *Source) rebuild(ctx context.Context) {
 		}
 	}
 	s.snap.Store(snap)
-	setNodeMetrics(snap)
+	counts := setNodeMetrics(snap)
+	// One line when what decides changes, not on every node heartbeat.
+	summary := fmt.Sprintf("%v|%s|%d|%+v", counts, snap.Proxy, snap.DNSEndpoints, snap.NodeLocal)
+	if summary != s.logged {
+		s.logged = summary
+		s.o.Log.Info("cluster facts", "nodes", len(snap.Nodes), "exposure", counts, "kubeProxy", snap.Proxy, "kubeProxyFrom", snap.ProxyWhy,
+			"dnsEndpoints", snap.DNSEndpoints, "nodeLocalDNS", snap.NodeLocal.Running, "nodeLocalAddress", snap.NodeLocal.Address)
+	}
 }
 
 func (s *Source) kernelOf(raw string) Kernel {
@@ -326,7 +335,7 @@ func stripDaemonSet(obj any) (any, error) {
 
 // setNodeMetrics sets dns_tuner_nodes by exposure: exposed, not_exposed, and unknown (counted
 // as exposed because a fact was unknown).
-func setNodeMetrics(snap *Snapshot) {
+func setNodeMetrics(snap *Snapshot) map[string]int {
 	counts := map[string]int{"exposed": 0, "not_exposed": 0, "unknown": 0}
 	for i := range snap.Nodes {
 		ne := snap.NodeExposure(&snap.Nodes[i])
@@ -342,4 +351,5 @@ func setNodeMetrics(snap *Snapshot) {
 	for k, v := range counts {
 		metrics.Nodes.WithLabelValues(k).Set(float64(v))
 	}
+	return counts
 }

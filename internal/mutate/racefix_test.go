@@ -160,3 +160,22 @@ func TestChooseRetry(t *testing.T) {
 		})
 	}
 }
+
+// Audit changes nothing, so a glibc pod on exposed nodes stays exposed; a pod that already
+// serialises its queries is protected whatever dns-tuner adds.
+func TestRiskAuditAndOwnOptions(t *testing.T) {
+	audit := ModeDecision{Mode: policy.Audit, Reason: "audit"}
+	if plan := DecideFor(policytest.Policy(), pod(), audit, containers("app", "glibc"), exposed); plan.Risk != RiskExposed {
+		t.Errorf("audit, glibc on exposed nodes: risk %s", plan.Risk)
+	}
+	own := pod(func(p *Pod) {
+		p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "single-request"}}}
+	})
+	if plan := DecideFor(policytest.Policy(), own, audit, containers("app", "glibc"), exposed); plan.Risk != RiskProtected {
+		t.Errorf("audit, glibc with its own single-request: risk %s", plan.Risk)
+	}
+	off := ModeDecision{Mode: policy.Off, Reason: "off"}
+	if plan := DecideFor(policytest.Policy(), pod(), off, containers("app", "glibc"), exposed); plan.Risk != "" {
+		t.Errorf("off: risk %q, want none (not counted)", plan.Risk)
+	}
+}
