@@ -10,5 +10,5 @@ import (
 // readers and detector the server wired. The adapter depends on the server's wiring, never
 // the other way round, so no library imports this package.
 var Admission = server.Admission{Path: Path, New: func(d server.Deps) admission.Handler {
-	return &PodMutator{Policy: d.Policy, Namespaces: d.Namespaces, APIReader: d.APIReader, Detector: d.Detector, Log: d.Log}
+	return &PodMutator{Policy: d.Policy, Namespaces: d.Namespaces, APIReader: d.APIReader, Detector: d.Detector, Facts: d.Facts, Log: d.Log}
 }}

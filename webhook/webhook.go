@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/dns-tuner/dns-tuner/internal/cluster"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/metrics"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
@@ -41,7 +42,10 @@ type PodMutator struct {
 	// APIReader reads a namespace the cache has not seen yet (created moments before the pod).
 	APIReader client.Reader
 	Detector  libc.Detector
-	Log       logr.Logger
+	// Facts says whether the nodes a pod can land on are exposed to the A/AAAA conntrack
+	// race (cluster.Source). Nil: nothing known, every node counts as exposed.
+	Facts cluster.Facts
+	Log   logr.Logger
 }
 
 var _ admission.Handler = &PodMutator{}
@@ -91,7 +95,7 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp ad
 		lim.Budget = DefaultBudget
 	}
 	containers, warnings := verdicts.DetectContainers(ctx, m.Detector, lim, namespace, pod)
-	plan := mutate.Decide(p, pod, md, containers)
+	plan := mutate.DecideFor(p, pod, md, containers, mutate.ExposureOf(p, pod, m.Facts))
 	warnings = append(warnings, plan.Warnings...)
 	var patch []byte
 	if ops := mutate.Patch(pod, plan); len(ops) > 0 {
@@ -105,10 +109,13 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp ad
 	for _, l := range distinctLibcs(containers) {
 		metrics.Admissions.WithLabelValues(string(plan.Mode), plan.Status, string(l)).Inc()
 	}
+	if plan.Risk != "" {
+		metrics.RaceRisk.WithLabelValues(plan.Risk).Inc()
+	}
 	if l := m.Log.V(1); l.Enabled() {
 		l.Info("decided", "namespace", namespace, "pod", mutate.PodName(pod), "uid", string(req.UID),
 			"mode", plan.Mode, "status", plan.Status, "reason", plan.Reason,
-			"inject", len(plan.Inject), "ignored", len(plan.Ignored), "notes", plan.Notes)
+			"inject", len(plan.Inject), "ignored", len(plan.Ignored), "notes", plan.Notes, "raceFix", plan.RaceFix.Why, "risk", plan.Risk)
 	}
 	resp = admission.Allowed(plan.Reason).WithWarnings(warnings...)
 	if patch != nil {

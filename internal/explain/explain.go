@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/dns-tuner/dns-tuner/internal/cluster"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
@@ -36,6 +37,15 @@ type Report struct {
 	// Modes says what each mode does: enforce, audit, off.
 	Modes []ModeOutcome `json:"modes"`
 	Notes []string      `json:"notes,omitempty"`
+	// RaceFix is the policy's raceFix and, when a libc of the pod has race-fix options,
+	// whether enforce adds them and which cluster facts decided.
+	RaceFix RaceFix `json:"raceFix"`
+}
+
+// RaceFix is the race-fix decision as explain shows it.
+type RaceFix struct {
+	Policy policy.RaceFixMode `json:"policy"`
+	mutate.RaceFix
 }
 
 // Container is one container's verdict and what its resolver reads.
@@ -47,6 +57,15 @@ type Container struct {
 	Honours  []string     `json:"honours,omitempty"` // options of the enforced resolv.conf it reads
 	Ignores  []IgnoredOpt `json:"ignores,omitempty"` // options of the enforced resolv.conf it does not read
 	Unknowns []string     `json:"unknownEffect,omitempty"`
+	// Retry is what its resolver does when DNS is silent or a reply is lost, with the
+	// resolv.conf as submitted and with enforce's; nil when its retry model is unknown.
+	Retry *Retry `json:"retry,omitempty"`
+}
+
+// Retry is one container's worst case per name and cost of a lost reply, before and after.
+type Retry struct {
+	Submitted mutate.RetryCost `json:"submitted"`
+	Enforced  mutate.RetryCost `json:"enforced"`
 }
 
 // IgnoredOpt is an option a container's resolver will not read, and what to do instead.
@@ -77,11 +96,14 @@ type Input struct {
 	// NamespaceLabels, when known (live cluster), decide which mode applies.
 	NamespaceLabels map[string]string
 	NamespaceKnown  bool
+	// Facts, when known (live cluster: cluster.Read), say whether the nodes the pod can land
+	// on are exposed to the conntrack race. Nil: every node counts as exposed.
+	Facts cluster.Facts
 }
 
 // Explain builds the report for one pod. det may take up to timeout per pod. The pod is
 // read through mutate.PodFromCore, the decode admission uses, so both see the same fields.
-func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout time.Duration, cluster resolvconf.ClusterDNS, in Input) (Report, error) {
+func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout time.Duration, dns resolvconf.ClusterDNS, in Input) (Report, error) {
 	pod, err := mutate.PodFromCore(in.Pod)
 	if err != nil {
 		return Report{Source: in.Source}, err
@@ -96,7 +118,7 @@ func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout t
 	r.ClusterDNS, r.SkipReason = mutate.ClusterDNS(pod)
 
 	core := pod.CorePod()
-	before, err := resolvconf.Render(core, cluster)
+	before, err := resolvconf.Render(core, dns)
 	if err != nil {
 		return r, fmt.Errorf("rendering resolv.conf: %w", err)
 	}
@@ -107,9 +129,10 @@ func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout t
 		r.Applies = &Mode{Mode: md.Mode, Reason: md.Reason}
 		warnings = append(warnings, md.Warnings...)
 	}
+	exposure := mutate.ExposureOf(p, pod, in.Facts)
 	var enforced mutate.Plan
 	for _, m := range []policy.Mode{policy.Enforce, policy.Audit, policy.Off} {
-		plan := mutate.Decide(p, pod, mutate.ModeDecision{Mode: m, Reason: "explain, mode " + string(m)}, containers)
+		plan := mutate.DecideFor(p, pod, mutate.ModeDecision{Mode: m, Reason: "explain, mode " + string(m)}, containers, exposure)
 		out := ModeOutcome{Mode: m, Status: plan.Status, Annotations: plan.Annotations, Warnings: append(append([]string{}, warnings...), plan.Warnings...)}
 		if m != policy.Off {
 			for _, o := range plan.Inject {
@@ -121,6 +144,7 @@ func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout t
 		if m == policy.Enforce {
 			enforced = plan
 			r.Notes = plan.Notes
+			r.RaceFix = RaceFix{Policy: p.RaceFix, RaceFix: plan.RaceFix}
 		}
 		r.Modes = append(r.Modes, out)
 	}
@@ -132,14 +156,19 @@ func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout t
 		}
 		after.Spec.DNSConfig.Options = append(after.Spec.DNSConfig.Options, enforced.Inject...)
 	}
-	rendered, err := resolvconf.Render(after, cluster)
+	rendered, err := resolvconf.Render(after, dns)
 	if err != nil {
 		return r, fmt.Errorf("rendering resolv.conf: %w", err)
 	}
 	r.Enforced = rendered.String()
 
-	for _, c := range containers {
+	costBefore := mutate.RetryCosts(containers, before.Options, len(before.Nameservers))
+	costAfter := mutate.RetryCosts(containers, rendered.Options, len(rendered.Nameservers))
+	for i, c := range containers {
 		cr := Container{Name: c.Name, Init: c.Init, Image: containerImage(pod, c.Name), Verdict: c.Verdict}
+		if costAfter[i].Known {
+			cr.Retry = &Retry{Submitted: costBefore[i], Enforced: costAfter[i]}
+		}
 		for _, o := range rendered.Options {
 			o = mutate.CanonicalOption(o)
 			honours, known := mutate.Honours(c.Verdict.Libc, o.Name, c.Verdict.Version)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dns-tuner/dns-tuner/internal/cluster"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
 	"github.com/dns-tuner/dns-tuner/internal/policy/policytest"
@@ -113,7 +114,7 @@ func TestExplain(t *testing.T) {
 	if !strings.Contains(web.ResolvConf, "search shop.svc.cluster.local svc.cluster.local cluster.local") || !strings.Contains(web.ResolvConf, "options ndots:5\n") {
 		t.Errorf("resolv.conf as submitted:\n%s", web.ResolvConf)
 	}
-	if !strings.Contains(web.Enforced, "options ndots:5 single-request-reopen timeout:2 attempts:10\n") {
+	if !strings.Contains(web.Enforced, "options ndots:5 single-request-reopen timeout:2 attempts:3\n") {
 		t.Errorf("enforced resolv.conf:\n%s", web.Enforced)
 	}
 	proxy := web.Containers[1]
@@ -146,8 +147,13 @@ func TestExplain(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Pod shop/web-*", "proxy (musl): reads ndots, timeout, attempts", "ignores single-request-reopen: musl always sends A and AAAA",
-		"applies here: audit", "enforce: injected; adds single-request-reopen timeout:2 attempts:10",
+		"applies here: audit", "enforce: injected; adds single-request-reopen timeout:2 attempts:3",
 		"audit:  audit; would add (spec unchanged)", "Not on the cluster DNS path: hostNetwork",
+		// Each container's worst case and lost-reply cost, before and after (glibc per try,
+		// musl the total), and which facts decided the race fix.
+		"app (glibc)   10s silent, 5s per lost reply (timeout:5 attempts:2)   6s silent, 2s per lost reply (timeout:2 attempts:3)",
+		"proxy (musl)  5s silent, 2.5s per lost reply (timeout:5 attempts:2)  2s silent, 667ms per lost reply (timeout:2 attempts:3)",
+		"A/AAAA race fix (policy raceFix auto): needed: no cluster facts: counted as exposed",
 	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text output lacks %q:\n%s", want, text.String())
@@ -186,5 +192,38 @@ spec:
 	}
 	if app := r.Containers[0]; len(app.Ignores) != 0 || !strings.Contains(strings.Join(app.Honours, ","), "timeout") {
 		t.Errorf("app honours %v, ignores %v", app.Honours, app.Ignores)
+	}
+}
+
+// With cluster facts, a pod that can only land on kernels with both clash fixes gets fast
+// retry and no race fix, and explain says which facts decided.
+func TestExplainWithFacts(t *testing.T) {
+	ins, err := ReadPods(strings.NewReader(manifests), "test.yaml", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	det := byImage{"glibc-app": libc.GLibc, "musl-app": libc.Musl, "go-app": libc.Go}
+	dns := resolvconf.ClusterDNS{Nameservers: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"}
+	facts := &cluster.Snapshot{Synced: true, Proxy: cluster.ProxyNFTables, DNSEndpoints: 2, Nodes: []cluster.Node{
+		{Name: "a", Kernel: cluster.ParseKernel("6.1.0-25-cloud-amd64")}, {Name: "b", Kernel: cluster.ParseKernel("6.1.0-25-cloud-amd64")},
+	}}
+	in := ins[0]
+	in.Facts = facts
+	r, err := Explain(context.Background(), policytest.Policy(), det, time.Second, dns, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RaceFix.Wanted || !strings.HasPrefix(r.RaceFix.Why, "not needed: all 2 nodes run 6.1.0-25-cloud-amd64 with kube-proxy nftables and 2 DNS endpoints") {
+		t.Errorf("race fix = %+v", r.RaceFix)
+	}
+	if !strings.Contains(r.Enforced, "options ndots:5 timeout:2 attempts:3\n") {
+		t.Errorf("enforced resolv.conf:\n%s", r.Enforced)
+	}
+	var text bytes.Buffer
+	if err := PrintText(&text, []Report{r}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "A/AAAA race fix (policy raceFix auto): not needed: all 2 nodes") {
+		t.Errorf("text lacks the race-fix decision:\n%s", text.String())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dns-tuner/dns-tuner/internal/libc"
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
 )
 
 // PrintJSON writes the reports as one JSON array.
@@ -66,6 +67,22 @@ func printOne(w io.Writer, r Report) {
 		}
 	}
 
+	if hasRetry(r.Containers) {
+		fmt.Fprintln(w, "\nRetry per name tried (DNS silent: worst case; one lost reply: what it costs):")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  CONTAINER\tAS SUBMITTED\tWITH ENFORCE")
+		for _, c := range r.Containers {
+			if c.Retry == nil {
+				continue
+			}
+			fmt.Fprintf(tw, "  %s (%s)\t%s\t%s\n", c.Name, c.Verdict.Libc, cost(c.Retry.Submitted), cost(c.Retry.Enforced))
+		}
+		_ = tw.Flush()
+	}
+	if r.ClusterDNS && r.RaceFix.Applies {
+		fmt.Fprintf(w, "\nA/AAAA race fix (policy raceFix %s): %s\n", r.RaceFix.Policy, r.RaceFix.Why)
+	}
+
 	fmt.Fprintln(w, "\nWhat dns-tuner does in each mode:")
 	if r.Applies != nil {
 		fmt.Fprintf(w, "  (applies here: %s — %s)\n", r.Applies.Mode, r.Applies.Reason)
@@ -90,6 +107,20 @@ func printOne(w io.Writer, r Report) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
+}
+
+func hasRetry(cs []Container) bool {
+	for _, c := range cs {
+		if c.Retry != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// cost is "6s silent, 2s per lost reply (timeout:2 attempts:3)".
+func cost(c mutate.RetryCost) string {
+	return fmt.Sprintf("%s silent, %s per lost reply (timeout:%d attempts:%d)", c.WorstCase, c.Retransmit.Round(time.Millisecond), c.Timeout, c.Attempts)
 }
 
 func libcLabel(v libc.Verdict) string {

@@ -60,6 +60,20 @@ var (
 		Help: "Admissions that used the unknown profile because inspection exceeded its budget.",
 	})
 
+	// Nodes is the number of nodes by exposure to the A/AAAA conntrack race: exposed,
+	// not_exposed, and unknown (a fact is unknown, so the node counts as exposed).
+	Nodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "dns_tuner_nodes",
+		Help: "Nodes by exposure to the A/AAAA conntrack race (exposed, not_exposed, unknown).",
+	}, []string{"exposure"})
+
+	// RaceRisk counts pods admitted (enforce or audit) by their standing against the race
+	// once admitted: not_exposed, protected (exposed, every container safe), exposed.
+	RaceRisk = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dns_tuner_admission_race_risk_total",
+		Help: "Pods admitted by risk of A/AAAA conntrack race stalls (not_exposed, protected, exposed).",
+	}, []string{"risk"})
+
 	// PolicyReloads counts policy file loads by result (ok, error).
 	PolicyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dns_tuner_policy_reloads_total",
@@ -69,5 +83,5 @@ var (
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(Admissions, FailOpen, InspectionDuration, InspectionBytes,
-		CacheLookups, CacheSize, RegistryErrors, BudgetExceeded, PolicyReloads)
+		CacheLookups, CacheSize, RegistryErrors, BudgetExceeded, PolicyReloads, Nodes, RaceRisk)
 }

@@ -24,7 +24,7 @@ const shortCap = 256
 // ownPriority orders dns-tuner's annotations from most to least important: near the size
 // limit the last ones are shortened first, then dropped first. Status goes last of all.
 var ownPriority = []string{
-	AnnotationStatus, AnnotationReason, AnnotationInjected, AnnotationWouldInject,
+	AnnotationStatus, AnnotationReason, AnnotationInjected, AnnotationWouldInject, AnnotationRaceFix,
 	AnnotationDetectedLibc, AnnotationInspectionState, AnnotationIgnored, AnnotationAdvice, AnnotationEvidence,
 }
 

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/dns-tuner/dns-tuner/internal/cluster"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
 	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
@@ -46,6 +47,49 @@ type Plan struct {
 	Warnings []string
 	// Annotations to set on the pod; nil leaves the pod's annotations as they are.
 	Annotations map[string]string
+	// RaceFix is whether the profiles' race-fix options were wanted, and which facts decided.
+	RaceFix RaceFix
+	// Costs is each container's worst case and lost-reply cost under the resolv.conf it gets
+	// (enforce) or keeps (audit).
+	Costs []RetryCost
+	// Risk is the pod's standing against the conntrack race once admitted: RiskNotExposed,
+	// RiskProtected or RiskExposed; empty when dns-tuner left the pod alone.
+	Risk string
+}
+
+// RaceFix is the race-fix decision for one pod.
+type RaceFix struct {
+	// Applies: a libc of the pod has race-fix options in its profile.
+	Applies bool `json:"applies"`
+	Wanted  bool `json:"wanted"`
+	// Why names the policy and the facts that decided.
+	Why      string           `json:"why"`
+	Exposure cluster.Exposure `json:"exposure"`
+}
+
+// Risk values: where the pod can land, whether the race can stall it.
+const (
+	RiskNotExposed = "not_exposed" // every node it can land on resolves the clash
+	RiskProtected  = "protected"   // exposed, but no container sends A and AAAA at once from one socket
+	RiskExposed    = "exposed"     // exposed, and a container does (musl, unknown, glibc without the fix)
+)
+
+// raceFixFor decides whether the race-fix options are wanted under the policy's raceFix.
+func raceFixFor(p *policy.Policy, exp cluster.Exposure) RaceFix {
+	rf := RaceFix{Exposure: exp}
+	switch p.RaceFix {
+	case policy.RaceFixAlways:
+		rf.Wanted, rf.Why = true, "needed: policy raceFix always"
+	case policy.RaceFixNever:
+		rf.Why = "not needed: policy raceFix never (" + exp.Reason + ")"
+	default:
+		rf.Wanted = exp.Exposed
+		rf.Why = "not needed: " + exp.Reason
+		if exp.Exposed {
+			rf.Why = "needed: " + exp.Reason
+		}
+	}
+	return rf
 }
 
 // ClusterDNS reports whether the pod's resolv.conf names a DNS service dns-tuner should tune
@@ -112,8 +156,9 @@ func mergeValue(name string, a, b *string) *string {
 }
 
 // WantedOptions merges the profiles of the pod's distinct libcs (and the policy's ndots) into
-// one option list. Notes record where a libc's profile value was overruled.
-func WantedOptions(p *policy.Policy, containers []Container, ndots bool) ([]policy.Option, []string) {
+// one option list: each profile's fast-retry options, and its race-fix options when raceFix.
+// Notes record where a libc's profile value was overruled.
+func WantedOptions(p *policy.Policy, containers []Container, ndots, raceFix bool) ([]policy.Option, []string) {
 	present := map[libc.Libc]bool{}
 	for _, c := range containers {
 		present[c.Verdict.Libc] = true
@@ -137,6 +182,9 @@ func WantedOptions(p *policy.Policy, containers []Container, ndots bool) ([]poli
 		if equalValue(cur.Value, o.Value) {
 			return
 		}
+		if o.Name == "timeout" || o.Name == "attempts" {
+			return // chosen for all the pod's libcs below
+		}
 		winner, winnerLibc := cur, owner[family(o.Name)]
 		if v := mergeValue(o.Name, cur.Value, o.Value); v == o.Value {
 			winner, winnerLibc = o, from
@@ -146,12 +194,43 @@ func WantedOptions(p *policy.Policy, containers []Container, ndots bool) ([]poli
 		out[i] = *winner.DeepCopy()
 		owner[family(o.Name)] = winnerLibc
 	}
+	var libcs []libc.Libc
+	wants := map[libc.Libc]retryPair{}
 	for _, l := range libc.All {
 		if !present[l] {
 			continue
 		}
-		for _, o := range p.Profile(l).Inject {
+		libcs = append(libcs, l)
+		prof := p.Profile(l)
+		var opts []policy.Option
+		if raceFix {
+			opts = append(opts, prof.RaceFixOptions()...)
+		}
+		fast := prof.FastRetry()
+		for _, o := range append(opts, fast...) {
 			add(l, o)
+		}
+		t, a := retryValues(fast)
+		wants[l] = retryPair{t, a}
+	}
+	if best, note, ok := chooseRetry(libcs, wants); ok {
+		for _, kv := range []struct {
+			name string
+			v    *int
+		}{{"timeout", best.timeout}, {"attempts", best.attempts}} {
+			if kv.v == nil {
+				continue
+			}
+			s := strconv.Itoa(*kv.v)
+			if i, has := index[kv.name]; has {
+				out[i].Value = &s
+			} else { // a default chosen for a libc whose profile did not set it
+				index[kv.name] = len(out)
+				out = append(out, policy.Option{Name: kv.name, Value: &s})
+			}
+		}
+		if note != "" {
+			notes = append(notes, note)
 		}
 	}
 	if ndots && p.Ndots != "" {
@@ -172,8 +251,14 @@ func equalValue(a, b *string) bool {
 	return *a == *b
 }
 
-// Decide computes the plan for a pod in the given mode. It never mutates the pod.
+// Decide computes the plan for a pod without cluster facts: every node counts as exposed.
 func Decide(p *policy.Policy, pod *Pod, md ModeDecision, containers []Container) Plan {
+	return DecideFor(p, pod, md, containers, cluster.Unknown)
+}
+
+// DecideFor computes the plan for a pod in the given mode, with exp what the cluster facts
+// say about the nodes it can land on. It never mutates the pod.
+func DecideFor(p *policy.Policy, pod *Pod, md ModeDecision, containers []Container, exp cluster.Exposure) Plan {
 	plan := Plan{Mode: md.Mode, Reason: md.Reason}
 	plan.Warnings = append(plan.Warnings, md.Warnings...)
 	if md.Mode == policy.Off {
@@ -186,7 +271,16 @@ func Decide(p *policy.Policy, pod *Pod, md ModeDecision, containers []Container)
 		return plan.settle(pod).finish(pod)
 	}
 
-	wanted, notes := WantedOptions(p, containers, pod.Spec.DNSPolicy != corev1.DNSNone)
+	plan.RaceFix = raceFixFor(p, exp)
+	for _, c := range containers {
+		if len(p.Profile(c.Verdict.Libc).RaceFixOptions()) > 0 {
+			plan.RaceFix.Applies = true
+		}
+	}
+	if plan.RaceFix.Applies {
+		plan.Reason += "; race fix " + plan.RaceFix.Why
+	}
+	wanted, notes := WantedOptions(p, containers, pod.Spec.DNSPolicy != corev1.DNSNone, plan.RaceFix.Wanted)
 	plan.Notes = notes
 	var existing []policy.Option
 	if pod.Spec.DNSConfig != nil {
@@ -209,6 +303,12 @@ func Decide(p *policy.Policy, pod *Pod, md ModeDecision, containers []Container)
 
 	// What each container's resolver will not read, in the resolv.conf kubelet will render.
 	final := renderedOptions(pod, append(append([]policy.Option{}, existing...), plan.Inject...))
+	kept := final
+	if md.Mode != policy.Enforce {
+		kept = renderedOptions(pod, existing)
+	}
+	plan.Costs = RetryCosts(containers, kept, pod.nameservers())
+	plan.Risk = risk(exp, kept, containers)
 	for _, c := range containers {
 		for _, o := range final {
 			o = CanonicalOption(o)
@@ -240,6 +340,9 @@ func Decide(p *policy.Policy, pod *Pod, md ModeDecision, containers []Container)
 		AnnotationStatus:       plan.Status,
 		AnnotationReason:       plan.Reason,
 		AnnotationDetectedLibc: listing(AnnotationDetectedLibc, detectedLibc(containers)),
+	}
+	if plan.RaceFix.Applies {
+		plan.Annotations[AnnotationRaceFix] = plan.RaceFix.Why
 	}
 	if len(plan.Inject) > 0 {
 		key := AnnotationInjected
@@ -292,6 +395,31 @@ func (plan Plan) finish(pod *Pod) Plan {
 		plan.Warnings[i] = ClipWarning(w)
 	}
 	return plan
+}
+
+// risk is the pod's standing against the race with the options its resolv.conf will have.
+func risk(exp cluster.Exposure, opts []policy.Option, containers []Container) string {
+	if !exp.Exposed {
+		return RiskNotExposed
+	}
+	serialised := false
+	for _, o := range opts {
+		if family(CanonicalOption(o).Name) == "single-request" {
+			serialised = true
+		}
+	}
+	for _, c := range containers {
+		k := libc.About(c.Verdict.Libc)
+		switch {
+		case k.Retry.Model == libc.RetryUnknown:
+			return RiskExposed // cannot tell how it sends its queries
+		case !k.Retry.SharedSocket:
+		case c.Verdict.Libc == libc.GLibc && serialised:
+		default:
+			return RiskExposed
+		}
+	}
+	return RiskProtected
 }
 
 // renderedOptions are the options line kubelet will write for the pod once opts are its

@@ -66,7 +66,9 @@ func TestDecide(t *testing.T) {
 		{"musl-clusterfirst", def, pod(), enforce, containers("app", "musl"), StatusInjected, "timeout:2,attempts:10"},
 		{"go-static-needs-nothing", def, pod(), enforce, containers("app", "go"), StatusUnchanged, ""},
 		{"unknown-warns", def, pod(), enforce, []Container{{Name: "app", Verdict: libc.Verdict{Libc: libc.Unknown, Reason: "registry unreachable"}}}, StatusUnchanged, ""},
-		{"mixed-glibc-musl", def, pod(withSidecar), enforce, containers("app", "glibc", "sidecar", "musl"), StatusInjected, "single-request-reopen,timeout:2,attempts:10"},
+		// glibc's timeout is per try, musl's the total: glibc's attempts:3 keeps glibc at 6s per
+		// name (musl's attempts:10 would make it 10s) and musl at 2s.
+		{"mixed-glibc-musl", def, pod(withSidecar), enforce, containers("app", "glibc", "sidecar", "musl"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
 		{"mixed-glibc-go", def, pod(withSidecar), enforce, containers("app", "glibc", "sidecar", "go"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
 		{"user-values-win", def, pod(func(p *Pod) {
 			p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "timeout", Value: ptr("5")}, {Name: "edns0"}}}
@@ -81,7 +83,7 @@ func TestDecide(t *testing.T) {
 			p.Spec.DNSConfig = &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "single-request-reopen"}, {Name: "timeout", Value: ptr("1")}, {Name: "attempts", Value: ptr("2")}}}
 		}), enforce, containers("app", "glibc"), StatusUnchanged, ""},
 		{"audit-glibc", def, pod(), audit, containers("app", "glibc"), StatusAudit, "single-request-reopen,timeout:2,attempts:3"},
-		{"audit-mixed", def, pod(withSidecar), audit, containers("app", "glibc", "sidecar", "musl"), StatusAudit, "single-request-reopen,timeout:2,attempts:10"},
+		{"audit-mixed", def, pod(withSidecar), audit, containers("app", "glibc", "sidecar", "musl"), StatusAudit, "single-request-reopen,timeout:2,attempts:3"},
 		{"hostnetwork-clusterfirst-falls-back", def, pod(func(p *Pod) { p.Spec.HostNetwork = true }), enforce, containers("app", "glibc"), StatusSkipped, ""},
 		{"hostnetwork-clusterfirstwithhostnet", def, pod(func(p *Pod) {
 			p.Spec.HostNetwork, p.Spec.DNSPolicy = true, corev1.DNSClusterFirstWithHostNet
@@ -96,7 +98,8 @@ func TestDecide(t *testing.T) {
 		{"existing-annotations", def, pod(func(p *Pod) { p.Metadata.Annotations = map[string]string{"team": "payments/checkout"} }), enforce, containers("app", "glibc"), StatusInjected, "single-request-reopen,timeout:2,attempts:3"},
 		{"init-container-musl", def, pod(func(p *Pod) {
 			p.Spec.InitContainers = []PodContainer{{Name: "migrate", Image: "alpine"}}
-		}), enforce, []Container{{Name: "migrate", Init: true, Verdict: libc.Verdict{Libc: libc.Musl}}, {Name: "app", Verdict: libc.Verdict{Libc: libc.Go}}}, StatusInjected, "timeout:2,attempts:10"},
+			// musl's attempts:10 would make Go wait 2s x 10 = 20s per name; attempts:2 keeps Go at 4s.
+		}), enforce, []Container{{Name: "migrate", Init: true, Verdict: libc.Verdict{Libc: libc.Musl}}, {Name: "app", Verdict: libc.Verdict{Libc: libc.Go}}}, StatusInjected, "timeout:2,attempts:2"},
 		// The API accepts {name: "timeout:1"}; kubelet writes it as timeout:1, so it is the
 		// pod's timeout and must not get a timeout:2 beside it (kubelet's map order would pick).
 		{"option-value-in-name", def, pod(func(p *Pod) {
@@ -234,12 +237,18 @@ func golden(t *testing.T, v any) {
 }
 
 func TestWantedOptionsMixedNotes(t *testing.T) {
-	opts, notes := WantedOptions(policytest.Policy(), containers("a", "glibc", "b", "musl"), true)
-	if got := strings.Join(optionStrings(opts), ","); got != "single-request-reopen,timeout:2,attempts:10" {
+	opts, notes := WantedOptions(policytest.Policy(), containers("a", "glibc", "b", "musl"), true, true)
+	if got := strings.Join(optionStrings(opts), ","); got != "single-request-reopen,timeout:2,attempts:3" {
 		t.Fatalf("options = %s", got)
 	}
-	if len(notes) != 1 || !strings.Contains(notes[0], "glibc wants attempts:3, musl wants attempts:10: using attempts:10") {
+	want := "glibc wants timeout:2 attempts:3, musl wants timeout:2 attempts:10: using timeout:2 attempts:3 for the whole pod " +
+		"(resolv.conf is per pod), keeping each libc's worst case per name within its own profile's: glibc 6s (a lost reply 2s), musl 2s (a lost reply 667ms)"
+	if len(notes) != 1 || notes[0] != want {
 		t.Fatalf("notes = %q", notes)
+	}
+	// Without the race fix, only fast retry.
+	if opts, _ := WantedOptions(policytest.Policy(), containers("a", "glibc"), true, false); strings.Join(optionStrings(opts), ",") != "timeout:2,attempts:3" {
+		t.Fatalf("options without race fix = %s", optionStrings(opts))
 	}
 }
 

@@ -25,6 +25,7 @@ const (
 	AnnotationInspectionState = Prefix + "inspection"           // e.g. "budget exceeded; finishing in background"
 	AnnotationAdvice          = Prefix + "advice"               // what to do about ignored options, one line each
 	AnnotationEvidence        = Prefix + "evidence"             // {"app":"/tini → /usr/local/bin/app (layer 2 …): PT_INTERP …"}
+	AnnotationRaceFix         = Prefix + "race-fix"             // "needed: 3 of 40 nodes run 5.4.0-1103-aws …: exposed (…)"
 )
 
 // Status values of AnnotationStatus.

@@ -7,6 +7,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	sigsjson "sigs.k8s.io/json"
+
+	"github.com/dns-tuner/dns-tuner/internal/cluster"
+	"github.com/dns-tuner/dns-tuner/internal/policy"
 )
 
 // Pod is the part of a Pod that dns-tuner reads, and nothing else: admission decodes the
@@ -36,6 +39,47 @@ type PodSpec struct {
 	Containers         []PodContainer                `json:"containers,omitempty"`
 	ImagePullSecrets   []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 	ServiceAccountName string                        `json:"serviceAccountName,omitempty"`
+	// NodeSelector and Affinity.NodeAffinity confine the pod to some nodes: with raceFix
+	// auto, only their kernels decide.
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	Affinity     *PodAffinity      `json:"affinity,omitempty"`
+}
+
+// PodAffinity is the part of the pod's affinity that confines it to nodes.
+type PodAffinity struct {
+	NodeAffinity *corev1.NodeAffinity `json:"nodeAffinity,omitempty"`
+}
+
+// Placement is what confines the pod to some nodes, for cluster.Facts.Exposure.
+func (p *Pod) Placement() cluster.Placement {
+	pl := cluster.Placement{NodeSelector: p.Spec.NodeSelector}
+	if p.Spec.Affinity != nil {
+		pl.NodeAffinity = p.Spec.Affinity.NodeAffinity
+	}
+	return pl
+}
+
+// ExposureOf is what the facts say about the nodes the pod can land on, with the policy's
+// serviceProxy over the detected mode. Without facts every node counts as exposed.
+func ExposureOf(p *policy.Policy, pod *Pod, f cluster.Facts) cluster.Exposure {
+	if f == nil {
+		return cluster.Unknown
+	}
+	pl := pod.Placement()
+	pl.Proxy = cluster.ProxyMode(p.ServiceProxy)
+	return f.Exposure(pl)
+}
+
+// nameservers is how many nameservers the pod's resolv.conf lists (kubelet keeps 3).
+func (p *Pod) nameservers() int {
+	n := 0
+	if p.Spec.DNSPolicy != corev1.DNSNone {
+		n = 1 // the cluster DNS service (ClusterDNS decided the pod uses it)
+	}
+	if p.Spec.DNSConfig != nil {
+		n += len(p.Spec.DNSConfig.Nameservers)
+	}
+	return min(max(n, 1), 3)
 }
 
 // PodContainer is what detection reads of a container: which binary it runs.

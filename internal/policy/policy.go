@@ -68,11 +68,56 @@ func OptionString(o Option) string {
 	return o.Name + ":" + *o.Value
 }
 
-// Profile is what dns-tuner injects for one libc.
+// Profile is what dns-tuner injects for one libc. A value the pod already sets wins.
 type Profile struct {
-	// Inject lists the options to add when missing. A value the pod already sets wins.
+	// Inject lists the options added wherever the pod runs: fast retry (timeout, attempts),
+	// worth having on every kernel because DNS packets are lost on every kernel. A race-fix
+	// option listed here (as profiles did before raceFix) is treated as if under RaceFix.
 	Inject []Option `json:"inject"`
+	// RaceFix lists the options that serialise A and AAAA (single-request-reopen), added as
+	// Policy.RaceFix says: only where the conntrack race exists, with auto.
+	RaceFix []Option `json:"raceFix,omitempty"`
 }
+
+// IsRaceFix reports whether an option serialises A and AAAA queries: the fix for the
+// conntrack race, not for lost packets.
+func IsRaceFix(name string) bool {
+	return name == "single-request" || name == "single-request-reopen"
+}
+
+// FastRetry are the options injected whatever the cluster's kernels.
+func (p Profile) FastRetry() []Option {
+	var out []Option
+	for _, o := range p.Inject {
+		if !IsRaceFix(o.Name) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// RaceFixOptions are the options injected only as Policy.RaceFix says: RaceFix, then any
+// race-fix option listed under Inject.
+func (p Profile) RaceFixOptions() []Option {
+	out := append([]Option{}, p.RaceFix...)
+	for _, o := range p.Inject {
+		if IsRaceFix(o.Name) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// RaceFixMode is when the race-fix options are injected.
+type RaceFixMode string
+
+const (
+	// RaceFixAuto injects them when a node the pod can land on is exposed to the conntrack
+	// race (its kernel, kube-proxy's mode and the DNS endpoints say so, or are unknown).
+	RaceFixAuto   RaceFixMode = "auto"
+	RaceFixAlways RaceFixMode = "always"
+	RaceFixNever  RaceFixMode = "never"
+)
 
 // Inspection bounds registry inspection at admission. Used by the registry-backed detector.
 type Inspection struct {
@@ -110,6 +155,12 @@ type Policy struct {
 	// Ndots, when set, is injected as ndots:N (kubelet's default is 5, which multiplies
 	// queries for external names). Empty leaves ndots alone.
 	Ndots string `json:"ndots,omitempty"`
+	// RaceFix says when profiles' raceFix options are injected: auto, always or never.
+	RaceFix RaceFixMode `json:"raceFix"`
+	// ServiceProxy, when set (iptables, nftables or ipvs), is how Service traffic reaches the
+	// DNS backends on every node, over what kube-proxy's ConfigMap says or where there is none
+	// (flags, a kube-proxy replacement). Empty: detected; ipvs and undetected count as exposed.
+	ServiceProxy string `json:"serviceProxy,omitempty"`
 	// Profiles maps a libc to what is injected for it.
 	Profiles map[libc.Libc]Profile `json:"profiles"`
 	// Inspection configures registry-backed libc detection.
@@ -194,12 +245,22 @@ func (p *Policy) Validate() error {
 			return fmt.Errorf("ndots: %q is not a number from 0 to 15", p.Ndots)
 		}
 	}
+	switch p.RaceFix {
+	case RaceFixAuto, RaceFixAlways, RaceFixNever:
+	default:
+		return fmt.Errorf("raceFix: %q: want auto, always or never", p.RaceFix)
+	}
+	switch p.ServiceProxy {
+	case "", "iptables", "nftables", "ipvs":
+	default:
+		return fmt.Errorf("serviceProxy: %q: want iptables, nftables, ipvs or nothing (detect)", p.ServiceProxy)
+	}
 	for l, prof := range p.Profiles {
 		if _, err := libc.Parse(string(l)); err != nil {
 			return fmt.Errorf("profiles: %w", err)
 		}
 		seen := map[string]bool{}
-		for _, o := range prof.Inject {
+		for _, o := range append(append([]Option{}, prof.Inject...), prof.RaceFix...) {
 			if o.Name == "" || strings.ContainsAny(o.Name, " \t\n:") {
 				return fmt.Errorf("profiles.%s: invalid option name %q", l, o.Name)
 			}

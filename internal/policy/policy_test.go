@@ -40,7 +40,7 @@ func TestParse(t *testing.T) {
 		check      func(*testing.T, *Policy)
 	}{
 		{name: "explicit empty mapping keeps defaults", yaml: "{}\n", check: func(t *testing.T, p *Policy) {
-			if p.Mode != Off || len(p.Profile(libc.GLibc).Inject) != 3 {
+			if g := p.Profile(libc.GLibc); p.Mode != Off || p.RaceFix != RaceFixAuto || len(g.FastRetry()) != 2 || len(g.RaceFixOptions()) != 1 {
 				t.Errorf("defaults lost: %+v", p)
 			}
 		}},
@@ -71,7 +71,7 @@ func TestParse(t *testing.T) {
 			if got := p.Profile(libc.Musl).Inject; len(got) != 1 || *got[0].Value != "1" {
 				t.Errorf("musl profile = %+v", got)
 			}
-			if len(p.Profile(libc.GLibc).Inject) != 3 {
+			if g := p.Profile(libc.GLibc); len(g.Inject) != 2 || len(g.RaceFix) != 1 {
 				t.Errorf("glibc profile not kept from the default")
 			}
 		}},
@@ -81,6 +81,30 @@ func TestParse(t *testing.T) {
 			}
 		}},
 		{name: "bad mode", yaml: "mode: on\n", wantErr: "invalid mode"},
+		{name: "raceFix never", yaml: "raceFix: never\n", check: func(t *testing.T, p *Policy) {
+			if p.RaceFix != RaceFixNever {
+				t.Errorf("raceFix = %s", p.RaceFix)
+			}
+		}},
+		{name: "bad raceFix", yaml: "raceFix: sometimes\n", wantErr: "raceFix"},
+		{name: "serviceProxy", yaml: "serviceProxy: nftables\n", check: func(t *testing.T, p *Policy) {
+			if p.ServiceProxy != "nftables" {
+				t.Errorf("serviceProxy = %q", p.ServiceProxy)
+			}
+		}},
+		{name: "bad serviceProxy", yaml: "serviceProxy: ebpf\n", wantErr: "serviceProxy"},
+		// Profiles written before raceFix list single-request-reopen under inject: it is
+		// still the race fix, gated by raceFix, and the rest is still injected everywhere.
+		{name: "race fix under inject", yaml: "profiles:\n  glibc:\n    inject: [{name: single-request-reopen}, {name: timeout, value: \"1\"}]\n", check: func(t *testing.T, p *Policy) {
+			g := p.Profile(libc.GLibc)
+			if rf := g.RaceFixOptions(); len(rf) != 1 || rf[0].Name != "single-request-reopen" {
+				t.Errorf("race fix = %+v", rf)
+			}
+			if fr := g.FastRetry(); len(fr) != 1 || fr[0].Name != "timeout" {
+				t.Errorf("fast retry = %+v", fr)
+			}
+		}},
+		{name: "option under inject and raceFix", yaml: "profiles:\n  glibc:\n    inject: [{name: single-request}]\n    raceFix: [{name: single-request}]\n", wantErr: "listed twice"},
 		{name: "unknown field", yaml: "mood: enforce\n", wantErr: "unknown field"},
 		{name: "bad libc", yaml: "profiles:\n  windows: {inject: []}\n", wantErr: "unknown libc"},
 		{name: "duplicate option", yaml: "profiles:\n  glibc:\n    inject: [{name: rotate}, {name: rotate}]\n", wantErr: "listed twice"},

@@ -15,6 +15,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/dns-tuner/dns-tuner/internal/cluster"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/metrics"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
@@ -28,7 +29,9 @@ type Deps struct {
 	// APIReader reads the API server directly, for a namespace the cache has not seen yet.
 	APIReader client.Reader
 	Detector  libc.Detector
-	Log       logr.Logger
+	// Facts are what the cluster says about node kernels, kube-proxy and the DNS path.
+	Facts cluster.Facts
+	Log   logr.Logger
 }
 
 // Admission is the handler the server serves at Path. The caller (cmd/dns-tuner) supplies
@@ -83,11 +86,17 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, admit Admission, log 
 	if err != nil {
 		return err
 	}
+	// Node kernels, kube-proxy's mode and the DNS endpoints, for raceFix auto.
+	facts, err := cluster.NewSource(mgr, cluster.SourceOptions{Log: log.WithName("cluster")})
+	if err != nil {
+		return err
+	}
 	handler := admit.New(Deps{
 		Policy:     pol,
 		Namespaces: mgr.GetCache(),
 		APIReader:  mgr.GetAPIReader(),
 		Detector:   detector,
+		Facts:      facts,
 		Log:        log.WithName("admission"),
 	})
 	mgr.GetWebhookServer().Register(admit.Path, admissionHandler(handler, log.WithName("admission")))

@@ -17,8 +17,9 @@ func Policy() *policy.Policy {
 		Mode:                   policy.Off,
 		ExcludedNamespaces:     []string{"kube-system", "kube-public", "kube-node-lease"},
 		AllowNamespaceOverride: true,
+		RaceFix:                policy.RaceFixAuto,
 		Profiles: map[libc.Libc]policy.Profile{
-			libc.GLibc:   {Inject: []policy.Option{opt("single-request-reopen", ""), opt("timeout", "2"), opt("attempts", "3")}},
+			libc.GLibc:   {Inject: []policy.Option{opt("timeout", "2"), opt("attempts", "3")}, RaceFix: []policy.Option{opt("single-request-reopen", "")}},
 			libc.Musl:    {Inject: []policy.Option{opt("timeout", "2"), opt("attempts", "10")}},
 			libc.Go:      {},
 			libc.Static:  {},

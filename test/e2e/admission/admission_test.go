@@ -131,7 +131,7 @@ func TestAdmission(t *testing.T) {
 		{
 			name: "mixed glibc and musl warns about the musl container", namespace: "e2e-enforce",
 			pod:         newPod("mixed", sidecar, libcAnnotation("app=glibc,sidecar=musl")),
-			wantOptions: []string{"single-request-reopen", "timeout:2", "attempts:10"}, wantStatus: mutate.StatusInjected,
+			wantOptions: []string{"single-request-reopen", "timeout:2", "attempts:3"}, wantStatus: mutate.StatusInjected,
 			wantWarn:   []string{`musl in container "sidecar" ignores option single-request-reopen`},
 			wantAnnots: map[string]string{mutate.AnnotationIgnored: `{"sidecar":["single-request-reopen"]}`},
 		},

@@ -43,7 +43,7 @@ func TestExplainLivePod(t *testing.T) {
 		"applies here: audit — namespace label dns-tuner.io/mode=audit",
 		"search e2e-explain.svc.cluster.local svc.cluster.local cluster.local",
 		"sidecar (musl): reads ndots, timeout, attempts",
-		"enforce: injected; adds single-request-reopen timeout:2 attempts:10",
+		"enforce: injected; adds single-request-reopen timeout:2 attempts:3",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("explain output lacks %q:\n%s", want, out.String())

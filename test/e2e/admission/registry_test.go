@@ -61,7 +61,7 @@ func TestRegistryImages(t *testing.T) {
 		{name: "statically linked glibc", images: []string{staticGlibc}, wantLibc: "app=glibc", wantOpts: []string{"single-request-reopen", "timeout:2", "attempts:3"}},
 		{
 			name: "glibc app with musl sidecar", images: []string{glibc, musl}, wantLibc: "app=glibc,sidecar=musl",
-			wantOpts: []string{"single-request-reopen", "timeout:2", "attempts:10"}, wantWarn: `musl in container "sidecar"`,
+			wantOpts: []string{"single-request-reopen", "timeout:2", "attempts:3"}, wantWarn: `musl in container "sidecar"`,
 		},
 		{
 			name: "loopback registry not allowed by policy", images: []string{"127.0.0.1:1/private/app:1"}, wantLibc: "app=unknown",
