@@ -56,6 +56,7 @@ func main() {
 	flag.IntVar(&o.mem.containers, "mem-containers", 2000, "Memory: containers per wide pod.")
 	flag.IntVar(&o.mem.clients, "mem-clients", 4, "Memory: concurrent clients creating wide pods.")
 	flag.DurationVar(&o.mem.idle, "mem-idle", time.Minute, "Memory: idle time before reading the heap.")
+	flag.BoolVar(&o.mem.waitGC, "mem-wait-gc", true, "Memory: after the idle time, wait (at most 2 more minutes) for the first GC after the load to read the live heap.")
 	flag.IntVar(&o.mem.peakPods, "peak-pods", 10, "Memory: concurrent huge pods for the peak.")
 	flag.IntVar(&o.mem.peakContainers, "peak-containers", 20000, "Memory: containers per huge pod.")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "Give up after this long.")
@@ -172,6 +173,9 @@ type runResult struct {
 	// serverCold is dns-tuner's own mean handling time of the cold burst, from
 	// controller-runtime's webhook latency histogram (0 for other setups).
 	serverCold time.Duration
+	// coldConns is how many connections the API server opened to the no-op webhook for the
+	// cold burst (0 for other setups).
+	coldConns int
 }
 
 func (e *env) startDNSTuner(ctx context.Context, name string) (*dnsTuner, error) {
@@ -189,6 +193,8 @@ func (e *env) runSetup(ctx context.Context, setup string) (runResult, error) {
 		stop  = func() {}
 		calls func() (int, error)
 		dt    *dnsTuner
+		// coldConns counts the connections the API server opened to the no-op webhook.
+		coldConns func() (int, error)
 	)
 	switch setup {
 	case "none":
@@ -209,13 +215,18 @@ func (e *env) runSetup(ctx context.Context, setup string) (runResult, error) {
 			}
 			stop, check = p.stop, untouched
 			c := tlsClient(e.ca)
-			calls = func() (int, error) {
+			counts := func() (reviews, conns int, err error) {
 				s, err := httpGet(ctx, c, fmt.Sprintf("https://127.0.0.1:%d/count", e.port))
-				var n int
 				if err == nil {
-					_, err = fmt.Sscan(s, &n)
+					_, err = fmt.Sscan(s, &reviews, &conns)
 				}
-				return n, err
+				return reviews, conns, err
+			}
+			calls = func() (int, error) { n, _, err := counts(); return n, err }
+			coldConns = func() (int, error) {
+				// Less the readiness probe's connection and this one.
+				_, n, err := counts()
+				return n - 2, err
 			}
 		} else {
 			var err error
@@ -234,6 +245,12 @@ func (e *env) runSetup(ctx context.Context, setup string) (runResult, error) {
 	r.cold = createPods(ctx, e.cluster.cs, namespace, e.o.cold, e.o.cold, pod, check)
 	if err := r.cold.err("cold burst"); err != nil {
 		return r, err
+	}
+	if coldConns != nil {
+		var err error
+		if r.coldConns, err = coldConns(); err != nil {
+			return r, err
+		}
 	}
 	if dt != nil {
 		m, err := dt.metrics(ctx)

@@ -3,14 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/dns-tuner/dns-tuner/internal/mutate"
 )
 
 type memOptions struct {
 	pods, containers, clients int
 	idle                      time.Duration
+	waitGC                    bool
 	peakPods, peakContainers  int
 }
 
@@ -20,8 +24,13 @@ type memResult struct {
 	wideReviews, peakReviews int
 	heapInuse, heapLive      float64 // after the idle time
 	haveLive                 bool
-	rssWide, rssPeak         int64 // VmHWM after the idle time and after the peak
-	heapInusePeak            float64
+	// lastGC is when the GC that marked heapLive ran, from the end of the wide pods.
+	lastGC           time.Duration
+	rssWide, rssPeak int64 // VmHWM after the idle time and after the peak
+	heapInusePeak    float64
+	// wideChanged and peakChanged count the created pods dns-tuner annotated: the others were
+	// admitted without it (the API server gave up waiting, failurePolicy: Ignore).
+	wideChanged, peakChanged int
 }
 
 // runMemory is finding 3's scenario on a fresh dns-tuner: distinct wide pods through the API
@@ -47,7 +56,8 @@ func (e *env) runMemory(ctx context.Context) (memResult, error) {
 	e.logf("memory: %d pods of %d containers", o.pods, o.containers)
 	m.wide = createPods(ctx, e.cluster.cs, namespace, o.pods, o.clients, func(i int) *corev1.Pod {
 		return widePod(namespace, fmt.Sprintf("m%03d", i), o.containers, e.reg.app, e.reg.sidecar)
-	}, nil)
+	}, changed(&m.wideChanged))
+	loaded := time.Now()
 	if m.wideReviews, err = reviews(); err != nil {
 		return m, err
 	}
@@ -63,9 +73,29 @@ func (e *env) runMemory(ctx context.Context) (memResult, error) {
 		return m, err
 	}
 	m.heapInuse = mm["go_memstats_heap_inuse_bytes"]
-	m.heapLive, m.haveLive = mm["go_gc_heap_live_bytes"]
 	if m.rssWide, err = vmHWM(dt.pid()); err != nil {
 		return m, err
+	}
+	// The live heap is known only at a GC. An idle process collects only when the runtime
+	// forces it (every 2 minutes), so wait for the first GC after the load if none ran yet.
+	for deadline := loaded.Add(o.idle + 2*time.Minute + 10*time.Second); ; {
+		lastGC := time.Unix(0, int64(mm["go_memstats_last_gc_time_seconds"]*1e9))
+		if lastGC.After(loaded) || time.Now().After(deadline) {
+			m.heapLive, m.haveLive = mm["go_gc_heap_live_bytes"]
+			m.lastGC = lastGC.Sub(loaded)
+			break
+		}
+		if !o.waitGC {
+			continue // report the live heap of the last GC, during the load
+		}
+		select {
+		case <-ctx.Done():
+			return m, ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+		if mm, err = dt.metrics(ctx); err != nil {
+			return m, err
+		}
 	}
 
 	e.logf("memory: %d concurrent pods of %d containers", o.peakPods, o.peakContainers)
@@ -75,7 +105,7 @@ func (e *env) runMemory(ctx context.Context) (memResult, error) {
 	}
 	m.peak = createPods(ctx, e.cluster.cs, namespace, o.peakPods, o.peakPods, func(i int) *corev1.Pod {
 		return widePod(namespace, fmt.Sprintf("w%02d", i), o.peakContainers, e.reg.app, e.reg.sidecar)
-	}, nil)
+	}, changed(&m.peakChanged))
 	if m.peakReviews, err = reviews(); err != nil {
 		return m, err
 	}
@@ -86,4 +116,17 @@ func (e *env) runMemory(ctx context.Context) (memResult, error) {
 	m.heapInusePeak = mm["go_memstats_heap_inuse_bytes"]
 	m.rssPeak, err = vmHWM(dt.pid())
 	return m, err
+}
+
+// changed counts into n the pods that carry dns-tuner's status annotation.
+func changed(n *int) func(*corev1.Pod) error {
+	var mu sync.Mutex
+	return func(p *corev1.Pod) error {
+		if _, ok := p.Annotations[mutate.AnnotationStatus]; ok {
+			mu.Lock()
+			*n++
+			mu.Unlock()
+		}
+		return nil
+	}
 }

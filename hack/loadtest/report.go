@@ -40,6 +40,9 @@ func merge(rs []result) result {
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func printLoad(w io.Writer, o options, setups []string, rs map[string][]runResult) {
+	if o.alternations == 0 {
+		return
+	}
 	fmt.Fprintf(w, "\n### Pod creations through kube-apiserver (dry-run, %d clients, %d pods per setup and alternation, %d alternations)\n\n",
 		o.clients, o.pods, o.alternations)
 	fmt.Fprintln(w, "| setup | pods/s | p50 | p99 | cold burst p50 | cold burst max |")
@@ -63,7 +66,7 @@ func printLoad(w io.Writer, o options, setups []string, rs map[string][]runResul
 				o.cold, float64(cold["dns-tuner"].p(1))/float64(cold["noop"].p(1)))
 		}
 	}
-	fmt.Fprintf(w, "\nEach alternation (cold burst: the first %d concurrent creations once the webhook is ready; dns-tuner's own time is controller-runtime's webhook latency histogram, mean over the burst):\n\n", o.cold)
+	fmt.Fprintf(w, "\nEach alternation (cold burst: the first %d concurrent creations once the webhook is ready; dns-tuner's own time is controller-runtime's webhook latency histogram, mean over the burst; for the no-op webhook, how many connections the API server opened for it):\n\n", o.cold)
 	fmt.Fprintln(w, "| # | setup | pods/s | p50 | p99 | cold burst p50 | cold burst max | dns-tuner's own time in the burst |")
 	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|")
 	for a := range o.alternations {
@@ -73,8 +76,11 @@ func printLoad(w io.Writer, o options, setups []string, rs map[string][]runResul
 			}
 			r := rs[s][a]
 			own := "-"
-			if s == "dns-tuner" {
+			switch s {
+			case "dns-tuner":
 				own = ms(r.serverCold)
+			case "noop":
+				own = fmt.Sprintf("(%d connections)", r.coldConns)
 			}
 			fmt.Fprintf(w, "| %d | %s | %.0f | %s | %s | %s | %s | %s |\n", a+1, s, r.warm.podsPerSec(), ms(r.warm.p(0.5)), ms(r.warm.p(0.99)),
 				ms(r.cold.p(0.5)), ms(r.cold.p(1)), own)
@@ -91,16 +97,19 @@ func printMemory(w io.Writer, o options, m memResult) {
 	fmt.Fprintf(w, "| heap in use after %d distinct %d-container pods and %s idle (go_memstats_heap_inuse_bytes) | %s | ≤ 64 MiB |\n",
 		o.mem.pods, o.mem.containers, o.mem.idle, mib(m.heapInuse))
 	if m.haveLive {
-		fmt.Fprintf(w, "| live heap at the last GC (go_gc_heap_live_bytes) | %s | ≤ 64 MiB |\n", mib(m.heapLive))
+		fmt.Fprintf(w, "| live heap marked by the GC %+.0f s after the end of the load (go_gc_heap_live_bytes) | %s | ≤ 64 MiB |\n",
+			m.lastGC.Seconds(), mib(m.heapLive))
 	}
 	fmt.Fprintf(w, "| peak RSS so far (VmHWM) | %s | ≤ 256 MiB |\n", mib(float64(m.rssWide)))
 	fmt.Fprintf(w, "| peak RSS after %d concurrent %d-container pods (VmHWM) | %s | ≤ 256 MiB |\n", o.mem.peakPods, o.mem.peakContainers, mib(float64(m.rssPeak)))
 	fmt.Fprintf(w, "| heap in use right after them | %s | |\n", mib(m.heapInusePeak))
-	fmt.Fprintf(w, "\nWide pods: %d reviews answered, %d of %d creations failed", m.wideReviews, m.wide.errs, len(m.wide.lat))
+	fmt.Fprintf(w, "\nWide pods: %d reviews answered, %d pods annotated by dns-tuner, %d of %d creations failed",
+		m.wideReviews, m.wideChanged, m.wide.errs, len(m.wide.lat))
 	if m.wide.firstErr != nil {
 		fmt.Fprintf(w, " (first: %.200s)", m.wide.firstErr)
 	}
-	fmt.Fprintf(w, ". Huge pods: %d reviews answered, %d of %d creations failed", m.peakReviews, m.peak.errs, len(m.peak.lat))
+	fmt.Fprintf(w, ". Huge pods: %d reviews answered, %d pods annotated by dns-tuner, %d of %d creations failed",
+		m.peakReviews, m.peakChanged, m.peak.errs, len(m.peak.lat))
 	if m.peak.firstErr != nil {
 		fmt.Fprintf(w, " (first: %.200s)", m.peak.firstErr)
 	}
