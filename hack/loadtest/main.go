@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -136,6 +137,8 @@ func run(ctx context.Context, o options, out, progress io.Writer) error {
 		return err
 	}
 
+	fmt.Fprintf(out, "Run %s: %d CPUs, load average at start %s; dns-tuner %s.\n", time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		runtime.NumCPU(), loadAvg(), version(o))
 	setups := strings.Split(o.setups, ",")
 	results := map[string][]runResult{}
 	for a := range o.alternations {
@@ -160,7 +163,29 @@ func run(ctx context.Context, o options, out, progress io.Writer) error {
 		}
 		printMemory(out, o, m)
 	}
+	fmt.Fprintf(out, "\nLoad average at the end: %s.\n", loadAvg())
 	return nil
+}
+
+// version names the dns-tuner measured: the commit it was built from, or the binary given.
+func version(o options) string {
+	if o.binary != "" {
+		return o.binary
+	}
+	out, err := exec.Command("git", "-C", o.root, "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "built from " + o.root
+	}
+	return "built from commit " + strings.TrimSpace(string(out))
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages: other work on the machine skews figures.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 func (e *env) logf(format string, a ...any) {

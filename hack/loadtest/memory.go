@@ -57,6 +57,9 @@ func (e *env) runMemory(ctx context.Context) (memResult, error) {
 	m.wide = createPods(ctx, e.cluster.cs, namespace, o.pods, o.clients, func(i int) *corev1.Pod {
 		return widePod(namespace, fmt.Sprintf("m%03d", i), o.containers, e.reg.app, e.reg.sidecar)
 	}, changed(&m.wideChanged))
+	if err := dt.settle(ctx); err != nil {
+		return m, err
+	}
 	loaded := time.Now()
 	if m.wideReviews, err = reviews(); err != nil {
 		return m, err
@@ -106,6 +109,9 @@ func (e *env) runMemory(ctx context.Context) (memResult, error) {
 	m.peak = createPods(ctx, e.cluster.cs, namespace, o.peakPods, o.peakPods, func(i int) *corev1.Pod {
 		return widePod(namespace, fmt.Sprintf("w%02d", i), o.peakContainers, e.reg.app, e.reg.sidecar)
 	}, changed(&m.peakChanged))
+	if err := dt.settle(ctx); err != nil {
+		return m, err
+	}
 	if m.peakReviews, err = reviews(); err != nil {
 		return m, err
 	}

@@ -272,6 +272,25 @@ func (d *dnsTuner) reviews(ctx context.Context) func() (int, error) {
 	}
 }
 
+// settle waits (at most a minute) until the webhook server has no review in flight: the API
+// server stops waiting after the configuration's timeoutSeconds, dns-tuner may not.
+func (d *dnsTuner) settle(ctx context.Context) error {
+	for deadline := time.Now().Add(time.Minute); ; {
+		m, err := d.metrics(ctx)
+		if err != nil {
+			return err
+		}
+		if m["controller_runtime_webhook_requests_in_flight"] == 0 || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // vmHWM is the process's peak resident set (VmHWM in /proc/PID/status), in bytes.
 func vmHWM(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
