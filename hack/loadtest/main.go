@@ -198,6 +198,8 @@ type runResult struct {
 	// serverCold is dns-tuner's own mean handling time of the cold burst, from
 	// controller-runtime's webhook latency histogram (0 for other setups).
 	serverCold time.Duration
+	// serverWarm is the same over the load after the burst.
+	serverWarm time.Duration
 	// coldConns is how many connections the API server opened to the no-op webhook for the
 	// cold burst (0 for other setups).
 	coldConns int
@@ -277,19 +279,28 @@ func (e *env) runSetup(ctx context.Context, setup string) (runResult, error) {
 			return r, err
 		}
 	}
+	var sum0, n0 float64
 	if dt != nil {
-		m, err := dt.metrics(ctx)
-		if err != nil {
+		var err error
+		if sum0, n0, err = dt.handled(ctx); err != nil {
 			return r, err
 		}
-		sum, n := m[`controller_runtime_webhook_latency_seconds_sum{webhook="/mutate-v1-pod"}`], m[`controller_runtime_webhook_latency_seconds_count{webhook="/mutate-v1-pod"}`]
-		if n > 0 {
-			r.serverCold = time.Duration(sum / n * float64(time.Second))
+		if n0 > 0 {
+			r.serverCold = time.Duration(sum0 / n0 * float64(time.Second))
 		}
 	}
 	r.warm = createPods(ctx, e.cluster.cs, namespace, e.o.pods, e.o.clients, pod, check)
 	if err := r.warm.err("load"); err != nil {
 		return r, err
+	}
+	if dt != nil {
+		sum, n, err := dt.handled(ctx)
+		if err != nil {
+			return r, err
+		}
+		if n > n0 {
+			r.serverWarm = time.Duration((sum - sum0) / (n - n0) * float64(time.Second))
+		}
 	}
 	if calls != nil {
 		n, err := calls()

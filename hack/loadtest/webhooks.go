@@ -272,6 +272,14 @@ func (d *dnsTuner) reviews(ctx context.Context) func() (int, error) {
 	}
 }
 
+// handled is the total time dns-tuner's webhook server spent on the reviews it answered and
+// their count, from controller-runtime's latency histogram: time inside the server, after TLS.
+func (d *dnsTuner) handled(ctx context.Context) (seconds, reviews float64, err error) {
+	m, err := d.metrics(ctx)
+	return m[`controller_runtime_webhook_latency_seconds_sum{webhook="/mutate-v1-pod"}`],
+		m[`controller_runtime_webhook_latency_seconds_count{webhook="/mutate-v1-pod"}`], err
+}
+
 // settle waits (at most a minute) until the webhook server has no review in flight: the API
 // server stops waiting after the configuration's timeoutSeconds, dns-tuner may not.
 func (d *dnsTuner) settle(ctx context.Context) error {
