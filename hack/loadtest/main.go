@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -46,7 +47,7 @@ func main() {
 	flag.StringVar(&o.root, "root", ".", "Repository root (for cmd/dns-tuner and config/webhook).")
 	flag.StringVar(&o.binary, "dns-tuner", "", "A dns-tuner binary to run. Empty: go build ./cmd/dns-tuner from --root.")
 	flag.StringVar(&o.dnsTunerArgs, "dns-tuner-args", "", "Extra flags for `dns-tuner serve`, space separated.")
-	flag.StringVar(&o.setups, "setups", "none,noop,dns-tuner", "Setups to alternate, in order.")
+	flag.StringVar(&o.setups, "setups", "none,noop,dns-tuner,replay", "Setups to alternate, in order: none, noop, dns-tuner, replay (the no-op webhook answering with dns-tuner's patch and warnings; after dns-tuner).")
 	flag.IntVar(&o.pods, "pods", 1500, "Dry-run pod creations per setup and alternation, after the cold burst.")
 	flag.IntVar(&o.clients, "clients", 20, "Concurrent clients.")
 	flag.IntVar(&o.alternations, "alternations", 3, "How many times each setup runs.")
@@ -88,6 +89,8 @@ type env struct {
 	policy   string
 	binary   string
 	progress io.Writer
+	// replay is dns-tuner's response to a load pod, saved by the first dns-tuner run.
+	replay string
 }
 
 func run(ctx context.Context, o options, out, progress io.Writer) error {
@@ -229,18 +232,26 @@ func (e *env) runSetup(ctx context.Context, setup string) (runResult, error) {
 			return runResult{}, err
 		}
 		check = untouched
-	case "noop", "dns-tuner":
+	case "noop", "replay", "dns-tuner":
 		// Registered before the server starts, as in a cluster where the configuration
 		// outlives each webhook pod: the API server calls it as soon as it is ready.
 		if err := e.cluster.registerWebhook(ctx, e.port, e.caPEM); err != nil && !apierrors.IsAlreadyExists(err) {
 			return runResult{}, err
 		}
-		if setup == "noop" {
-			p, err := startNoop(ctx, fmt.Sprintf("127.0.0.1:%d", e.port), e.certDir, filepath.Join(e.dir, "noop.log"), e.ca)
+		if setup != "dns-tuner" {
+			var extra []string
+			check = untouched
+			if setup == "replay" {
+				if e.replay == "" {
+					return runResult{}, errors.New("replay answers with dns-tuner's response: put dns-tuner before it in --setups")
+				}
+				extra, check = []string{e.replay}, injected
+			}
+			p, err := startNoop(ctx, fmt.Sprintf("127.0.0.1:%d", e.port), e.certDir, filepath.Join(e.dir, setup+".log"), e.ca, extra...)
 			if err != nil {
 				return runResult{}, err
 			}
-			stop, check = p.stop, untouched
+			stop = p.stop
 			c := tlsClient(e.ca)
 			counts := func() (reviews, conns int, err error) {
 				s, err := httpGet(ctx, c, fmt.Sprintf("https://127.0.0.1:%d/count", e.port))
@@ -300,6 +311,13 @@ func (e *env) runSetup(ctx context.Context, setup string) (runResult, error) {
 		}
 		if n > n0 {
 			r.serverWarm = time.Duration((sum - sum0) / (n - n0) * float64(time.Second))
+		}
+		if e.replay == "" {
+			path := filepath.Join(e.dir, "replay.json")
+			if err := dt.capture(ctx, fmt.Sprintf("https://127.0.0.1:%d/mutate-v1-pod", e.port), e.ca, pod(0), path); err != nil {
+				return r, fmt.Errorf("capturing dns-tuner's response for the replay: %w", err)
+			}
+			e.replay = path
 		}
 	}
 	if calls != nil {

@@ -65,8 +65,15 @@ func printLoad(w io.Writer, o options, setups []string, rs map[string][]runResul
 			fmt.Fprintf(w, "| cold burst max (first %d concurrent after start) | %.2f× | no cliff (≈ 1×) |\n",
 				o.cold, float64(cold["dns-tuner"].p(1))/float64(cold["noop"].p(1)))
 		}
+		if rp, ok := warm["replay"]; ok {
+			fmt.Fprintf(w, "\nThe replay webhook answers every review with dns-tuner's response (same patch, same warnings) "+
+				"at the no-op's cost: the API server's share of a mutation. dns-tuner ÷ replay: throughput %.2f×, p99 %.2f×; "+
+				"replay ÷ no-op: throughput %.2f×, p99 %.2f×.\n",
+				wh.podsPerSec()/rp.podsPerSec(), float64(wh.p(0.99))/float64(rp.p(0.99)),
+				rp.podsPerSec()/warm["noop"].podsPerSec(), float64(rp.p(0.99))/float64(warm["noop"].p(0.99)))
+		}
 	}
-	fmt.Fprintf(w, "\nEach alternation (cold burst: the first %d concurrent creations once the webhook is ready; dns-tuner's own time is the mean of controller-runtime's webhook latency histogram, time spent inside its server after TLS; for the no-op webhook, how many connections the API server opened for the burst):\n\n", o.cold)
+	fmt.Fprintf(w, "\nEach alternation (cold burst: the first %d concurrent creations once the webhook is ready; dns-tuner's own time is the mean of controller-runtime's webhook latency histogram, time spent inside its server after TLS; for the no-op and replay webhooks, how many connections the API server opened for the burst):\n\n", o.cold)
 	fmt.Fprintln(w, "| # | setup | pods/s | p50 | p99 | cold burst p50 | cold burst max | dns-tuner's own time in the burst | dns-tuner's own time, load |")
 	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 	for a := range o.alternations {
@@ -79,7 +86,7 @@ func printLoad(w io.Writer, o options, setups []string, rs map[string][]runResul
 			switch s {
 			case "dns-tuner":
 				own, ownWarm = ms(r.serverCold), ms(r.serverWarm)
-			case "noop":
+			case "noop", "replay":
 				own = fmt.Sprintf("(%d connections)", r.coldConns)
 			}
 			fmt.Fprintf(w, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", a+1, s, r.warm.podsPerSec(), ms(r.warm.p(0.5)), ms(r.warm.p(0.99)),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -26,6 +27,9 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // writeServingCert writes tls.crt and tls.key for 127.0.0.1 into dir and returns the PEM
@@ -65,10 +69,22 @@ func writeServingCert(dir string) ([]byte, error) {
 // call, TLS, HTTP and one JSON decode and encode. GET /count says how many reviews it allowed,
 // so the harness can check that the API server called it.
 func serveNoop(args []string) error {
-	if len(args) != 2 {
-		return errors.New("usage: loadtest noop-webhook ADDR CERT_DIR")
+	if len(args) != 2 && len(args) != 3 {
+		return errors.New("usage: loadtest noop-webhook ADDR CERT_DIR [RESPONSE_FILE]")
 	}
 	addr, dir := args[0], args[1]
+	// With a response file it is the replay webhook: every review gets that response (patch
+	// and warnings), so the API server does the work of a mutation without dns-tuner's.
+	answer := admissionv1.AdmissionResponse{Allowed: true}
+	if len(args) == 3 {
+		b, err := os.ReadFile(args[2])
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &answer); err != nil {
+			return err
+		}
+	}
 	var n, conns atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /", func(w http.ResponseWriter, r *http.Request) {
@@ -78,7 +94,9 @@ func serveNoop(args []string) error {
 			return
 		}
 		n.Add(1)
-		ar.Response = &admissionv1.AdmissionResponse{UID: ar.Request.UID, Allowed: true}
+		resp := answer
+		resp.UID = ar.Request.UID
+		ar.Response = &resp
 		ar.Request = nil
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(&ar)
@@ -168,14 +186,14 @@ func httpGet(ctx context.Context, c *http.Client, url string) (string, error) {
 	return string(b), err
 }
 
-// startNoop runs this program again as the no-op webhook, so that it is a process of its own
+// startNoop runs this program again as the no-op webhook (extra: the replay's response file), so that it is a process of its own
 // like dns-tuner, and the harness's load generation does not share its CPU budget.
-func startNoop(ctx context.Context, addr, certDir, logPath string, ca *x509.CertPool) (*process, error) {
+func startNoop(ctx context.Context, addr, certDir, logPath string, ca *x509.CertPool, extra ...string) (*process, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProcess(self, []string{"noop-webhook", addr, certDir}, logPath)
+	p, err := startProcess(self, append([]string{"noop-webhook", addr, certDir}, extra...), logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -278,6 +296,46 @@ func (d *dnsTuner) handled(ctx context.Context) (seconds, reviews float64, err e
 	m, err := d.metrics(ctx)
 	return m[`controller_runtime_webhook_latency_seconds_sum{webhook="/mutate-v1-pod"}`],
 		m[`controller_runtime_webhook_latency_seconds_count{webhook="/mutate-v1-pod"}`], err
+}
+
+// capture sends dns-tuner a review of pod straight from the harness and saves its response
+// to path, for the replay webhook.
+func (d *dnsTuner) capture(ctx context.Context, url string, ca *x509.CertPool, pod *corev1.Pod, path string) error {
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		return err
+	}
+	gvk, gvr := metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, metav1.GroupVersionResource{Version: "v1", Resource: "pods"}
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: "capture", Kind: gvk, Resource: gvr, RequestKind: &gvk, RequestResource: &gvr,
+			Namespace: pod.Namespace, Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw}},
+	})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := tlsClient(ca).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var ar admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&ar); err != nil {
+		return err
+	}
+	if ar.Response == nil || len(ar.Response.Patch) == 0 {
+		return fmt.Errorf("dns-tuner answered the captured review without a patch: %+v", ar.Response)
+	}
+	b, err := json.Marshal(ar.Response)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
 }
 
 // settle waits (at most a minute) until the webhook server has no review in flight: the API
