@@ -57,6 +57,16 @@ func printLoad(w io.Writer, o options, setups []string, rs map[string][]runResul
 		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %s |\n", s, warm[s].podsPerSec(), ms(warm[s].p(0.5)), ms(warm[s].p(0.99)),
 			ms(cold[s].p(0.5)), ms(cold[s].p(1)))
 	}
+	for _, s := range setups {
+		n := 0
+		for _, r := range rs[s] {
+			n += r.reviews
+		}
+		if n > 0 {
+			fmt.Fprintf(w, "\n%s answered %.2f reviews per pod.", s, float64(n)/float64(len(rs[s])*(o.cold+o.pods)))
+		}
+	}
+	fmt.Fprintln(w)
 	if wh, ok := warm["dns-tuner"]; ok {
 		if nw, ok := warm["noop"]; ok {
 			fmt.Fprintf(w, "\n| dns-tuner ÷ no-op webhook | measured | target |\n|---|---:|---|\n")
