@@ -218,84 +218,89 @@ func (e *env) startDNSTuner(ctx context.Context, name string) (*dnsTuner, error)
 	})
 }
 
+// target is a setup's webhook, running.
+type target struct {
+	check func(*corev1.Pod) error // judges each created pod
+	stop  func()
+	// reviews counts the reviews the webhook answered; conns the connections the stdlib
+	// webhooks accepted. Nil when they do not apply.
+	reviews, conns func() (int, error)
+	dnsTuner       *dnsTuner
+}
+
+// start registers the webhook configuration (none: removes it) and starts the setup's webhook
+// server. The configuration comes first, as in a cluster where it outlives each webhook pod:
+// the API server calls the server as soon as it is ready.
+func (e *env) start(ctx context.Context, setup string) (*target, error) {
+	t := &target{check: untouched, stop: func() {}}
+	switch setup {
+	case "none":
+		return t, e.cluster.unregisterWebhook(ctx)
+	case "noop", "replay", "dns-tuner":
+	default:
+		return nil, fmt.Errorf("unknown setup %q: want none, noop, dns-tuner or replay", setup)
+	}
+	if err := e.cluster.registerWebhook(ctx, e.port, e.caPEM); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	if setup == "dns-tuner" {
+		dt, err := e.startDNSTuner(ctx, "dns-tuner")
+		if err != nil {
+			return nil, err
+		}
+		return &target{check: injected, stop: dt.stop, reviews: dt.reviews(ctx), dnsTuner: dt}, nil
+	}
+	var extra []string
+	if setup == "replay" {
+		if e.replay == "" {
+			return nil, errors.New("replay answers with dns-tuner's response: put dns-tuner before it in --setups")
+		}
+		extra, t.check = []string{e.replay}, injected
+	}
+	p, err := startNoop(ctx, fmt.Sprintf("127.0.0.1:%d", e.port), e.certDir, filepath.Join(e.dir, setup+".log"), e.ca, extra...)
+	if err != nil {
+		return nil, err
+	}
+	t.stop = p.stop
+	c := tlsClient(e.ca)
+	counts := func() (reviews, conns int, err error) {
+		s, err := httpGet(ctx, c, fmt.Sprintf("https://127.0.0.1:%d/count", e.port))
+		if err == nil {
+			_, err = fmt.Sscan(s, &reviews, &conns)
+		}
+		return reviews, conns, err
+	}
+	t.reviews = func() (int, error) { n, _, err := counts(); return n, err }
+	t.conns = func() (int, error) {
+		// Less the readiness probe's connection and this one.
+		_, n, err := counts()
+		return n - 2, err
+	}
+	return t, nil
+}
+
 // runSetup measures one setup: the webhook (if any) starts, becomes ready, and at once the
 // cold burst of concurrent creations goes out; then the load.
 func (e *env) runSetup(ctx context.Context, setup string) (runResult, error) {
-	var (
-		check func(*corev1.Pod) error
-		stop  = func() {}
-		calls func() (int, error)
-		dt    *dnsTuner
-		// coldConns counts the connections the API server opened to the no-op webhook.
-		coldConns func() (int, error)
-	)
-	switch setup {
-	case "none":
-		if err := e.cluster.unregisterWebhook(ctx); err != nil {
-			return runResult{}, err
-		}
-		check = untouched
-	case "noop", "replay", "dns-tuner":
-		// Registered before the server starts, as in a cluster where the configuration
-		// outlives each webhook pod: the API server calls it as soon as it is ready.
-		if err := e.cluster.registerWebhook(ctx, e.port, e.caPEM); err != nil && !apierrors.IsAlreadyExists(err) {
-			return runResult{}, err
-		}
-		if setup != "dns-tuner" {
-			var extra []string
-			check = untouched
-			if setup == "replay" {
-				if e.replay == "" {
-					return runResult{}, errors.New("replay answers with dns-tuner's response: put dns-tuner before it in --setups")
-				}
-				extra, check = []string{e.replay}, injected
-			}
-			p, err := startNoop(ctx, fmt.Sprintf("127.0.0.1:%d", e.port), e.certDir, filepath.Join(e.dir, setup+".log"), e.ca, extra...)
-			if err != nil {
-				return runResult{}, err
-			}
-			stop = p.stop
-			c := tlsClient(e.ca)
-			counts := func() (reviews, conns int, err error) {
-				s, err := httpGet(ctx, c, fmt.Sprintf("https://127.0.0.1:%d/count", e.port))
-				if err == nil {
-					_, err = fmt.Sscan(s, &reviews, &conns)
-				}
-				return reviews, conns, err
-			}
-			calls = func() (int, error) { n, _, err := counts(); return n, err }
-			coldConns = func() (int, error) {
-				// Less the readiness probe's connection and this one.
-				_, n, err := counts()
-				return n - 2, err
-			}
-		} else {
-			var err error
-			if dt, err = e.startDNSTuner(ctx, "dns-tuner"); err != nil {
-				return runResult{}, err
-			}
-			stop, check = dt.stop, injected
-			calls = dt.reviews(ctx)
-		}
-	default:
-		return runResult{}, fmt.Errorf("unknown setup %q: want none, noop or dns-tuner", setup)
+	t, err := e.start(ctx, setup)
+	if err != nil {
+		return runResult{}, err
 	}
-	defer stop()
+	defer t.stop()
+	check, dt := t.check, t.dnsTuner
 	pod := loadPod(namespace, e.reg.app, e.reg.sidecar, e.o.libcAnnotation)
 	var r runResult
 	r.cold = createPods(ctx, e.cluster.cs, namespace, e.o.cold, e.o.cold, pod, check)
-	if err := r.cold.err("cold burst"); err != nil {
+	if err = r.cold.err("cold burst"); err != nil {
 		return r, err
 	}
-	if coldConns != nil {
-		var err error
-		if r.coldConns, err = coldConns(); err != nil {
+	if t.conns != nil {
+		if r.coldConns, err = t.conns(); err != nil {
 			return r, err
 		}
 	}
 	var sum0, n0 float64
 	if dt != nil {
-		var err error
 		if sum0, n0, err = dt.handled(ctx); err != nil {
 			return r, err
 		}
@@ -316,8 +321,8 @@ func (e *env) runSetup(ctx context.Context, setup string) (runResult, error) {
 			r.serverWarm = time.Duration((sum - sum0) / (n - n0) * float64(time.Second))
 		}
 	}
-	if calls != nil {
-		n, err := calls()
+	if t.reviews != nil {
+		n, err := t.reviews()
 		if err != nil {
 			return r, err
 		}

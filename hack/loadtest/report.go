@@ -114,7 +114,7 @@ func printMemory(w io.Writer, o options, m memResult) {
 	fmt.Fprintf(w, "| heap in use after %d distinct %d-container pods and %s idle (go_memstats_heap_inuse_bytes) | %s | ≤ 64 MiB |\n",
 		o.mem.pods, o.mem.containers, o.mem.idle, mib(m.heapInuse))
 	if m.haveLive {
-		fmt.Fprintf(w, "| live heap marked by the GC %+.0f s after the end of the load (go_gc_heap_live_bytes) | %s | ≤ 64 MiB |\n",
+		fmt.Fprintf(w, "| live heap marked by the last GC, %+.0f s from the end of the load (go_gc_heap_live_bytes) | %s | ≤ 64 MiB |\n",
 			m.lastGC.Seconds(), mib(m.heapLive))
 	}
 	fmt.Fprintf(w, "| peak RSS so far (VmHWM) | %s | ≤ 256 MiB |\n", mib(float64(m.rssWide)))
