@@ -1,10 +1,14 @@
 package webhook_test
 
-// Admission latency over HTTPS on loopback, side by side with a no-op handler served by the
-// same controller-runtime webhook server. Both paths share one process, one connection pool
-// and one machine load, and requests alternate between them, so the ratio of their
-// percentiles isolates what PodMutator adds on top of the floor that controller-runtime,
-// TLS and HTTP already cost. Timings are only reported (b.ReportMetric), never asserted.
+// Admission latency over HTTPS on loopback through the wiring `dns-tuner serve` builds
+// (server.Run: policy file, namespace informer, registry inspection behind the detector that
+// follows policy reloads, controller-runtime's webhook server), side by side with a no-op
+// handler served by a controller-runtime webhook server in the same process. Both paths share
+// one process, one connection pool and one machine load, and requests alternate between them,
+// so the ratio of their percentiles isolates what dns-tuner adds on top of the floor that
+// controller-runtime, TLS and HTTP already cost. Timings are only reported (b.ReportMetric),
+// never asserted. It needs envtest's kube-apiserver (KUBEBUILDER_ASSETS) and the compilers of
+// internal/inspect/imagetest; -short skips it. hack/loadtest measures through the API server.
 //
 //	go test -run '^$' -bench BenchmarkAdmission -benchtime 5000x ./webhook/
 
@@ -52,19 +56,24 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/dns-tuner/dns-tuner/internal/inspect"
+	"github.com/dns-tuner/dns-tuner/internal/inspect/imagetest"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/metrics"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/server"
 	"github.com/dns-tuner/dns-tuner/internal/verdicts"
+	"github.com/dns-tuner/dns-tuner/test/e2e/envtestenv"
 	"github.com/dns-tuner/dns-tuner/webhook"
 )
 
@@ -74,8 +83,8 @@ const (
 	warmupPairs    = 300
 )
 
-// BenchmarkAdmission reports per-request latency percentiles of PodMutator (enforce mode,
-// verdicts already cached) and of a no-op handler, and their ratio. One iteration is one
+// BenchmarkAdmission reports per-request latency percentiles of dns-tuner as serve wires it
+// (enforce mode, verdicts already cached) and of a no-op handler, and their ratio. One iteration is one
 // request to each path; which goes first alternates so neither always follows the other.
 // The sequential cases measure latency alone; "h2-8workers" has eight clients share one
 // HTTP/2 connection, as the API server does under a burst of pod creations, so the handler's
@@ -93,7 +102,7 @@ func BenchmarkAdmission(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			c := env.client(bc.proto)
 			defer c.CloseIdleConnections()
-			mutateURL, noopURL := env.base+webhook.Path, env.base+noopPath
+			mutateURL, noopURL := env.mutateURL, env.noopURL
 			// Warm up: TLS handshake, first-use initialisation, and a check that each path
 			// answers as expected, so the figures are about the right work.
 			for i := 0; i < warmupPairs; i++ {
@@ -142,9 +151,9 @@ func TestAdmissionBenchHarness(t *testing.T) {
 	env := startBenchServer(t)
 	for _, proto := range []string{"h2", "http1.1"} {
 		c := env.client(proto)
-		checkMutated(t, postReview(t, c, env.base+webhook.Path, env.body))
-		checkNoop(t, postReview(t, c, env.base+noopPath, env.body))
-		resp, err := c.Post(env.base+noopPath, "application/json", bytes.NewReader(env.body))
+		checkMutated(t, postReview(t, c, env.mutateURL, env.body))
+		checkNoop(t, postReview(t, c, env.noopURL, env.body))
+		resp, err := c.Post(env.noopURL, "application/json", bytes.NewReader(env.body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +175,7 @@ func TestAdmissionBenchHarness(t *testing.T) {
 	c := env.client("h2")
 	defer c.CloseIdleConnections()
 	for range 3 {
-		checkMutated(t, postReview(t, c, env.base+webhook.Path, env.body))
+		checkMutated(t, postReview(t, c, env.mutateURL, env.body))
 	}
 	if got := hits() - before; got != 6 {
 		t.Errorf("%v verdict cache hits for 3 pods of 2 containers; want 6", got)
@@ -178,9 +187,9 @@ func TestAdmissionBenchHarness(t *testing.T) {
 }
 
 type benchEnv struct {
-	base string // https://127.0.0.1:port
-	ca   *x509.CertPool
-	body []byte
+	mutateURL, noopURL string // https://127.0.0.1:port/path
+	ca                 *x509.CertPool
+	body               []byte
 }
 
 func (e *benchEnv) client(proto string) *http.Client {
@@ -198,43 +207,83 @@ func (e *benchEnv) client(proto string) *http.Client {
 
 var benchLogOnce sync.Once
 
-// startBenchServer serves PodMutator and a no-op handler from one controller-runtime
-// webhook server on a free loopback port until the test ends.
+// startBenchServer runs server.Run, the wiring of `dns-tuner serve`, against envtest's
+// kube-apiserver and an in-process registry holding the benchmark pod's two images, and a
+// no-op handler on a second controller-runtime webhook server, both on loopback, until the
+// test ends.
 func startBenchServer(tb testing.TB) *benchEnv {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs envtest's kube-apiserver and the image builder's compilers")
+	}
 	// Production logs JSON through zap at info level; do the same into io.Discard so the
 	// per-request logger work (controller-runtime's and PodMutator's WithValues) is counted.
 	log := zapr.NewLogger(zap.New(zapcore.NewCore(
 		zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zapcore.InfoLevel)))
 	benchLogOnce.Do(func() { logf.SetLogger(log) })
 
+	assets, err := envtestenv.AssetsDir("..", false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cp := &envtest.Environment{BinaryAssetsDirectory: assets}
+	cfg, err := cp.Start()
+	if err != nil {
+		tb.Fatalf("starting envtest: %v", err)
+	}
+	tb.Cleanup(func() { _ = cp.Stop() })
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace, Labels: map[string]string{mutate.LabelMode: "enforce", "team": "checkout"}}}
+	if _, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+
+	// The benchmark pod's images, built from real binaries: the app on glibc, the sidecar on musl.
+	reg := imagetest.Registry(tb)
+	images := imagetest.NewBuilder(tb)
+	imagetest.Push(tb, reg, "shop/checkout:1.42.0", images.Image(imagetest.GlibcDynamic))
+	imagetest.Push(tb, reg, "infra/log-shipper:3.1.2", images.Image(imagetest.MuslDynamic))
+	dir := tb.TempDir()
+	policyFile := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyFile, fmt.Appendf(nil, "inspection:\n  enabled: true\n  insecureRegistries: [%q]\n", reg), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+
 	certDir := tb.TempDir()
 	ca := writeSelfSignedCert(tb, certDir)
-	port := freePort(tb)
-
-	mutator := newBenchMutator(tb, log)
-
-	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir})
-	srv.Register(webhook.Path, &admission.Webhook{Handler: mutator})
-	srv.Register(noopPath, &admission.Webhook{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+	port, noopPort := freePort(tb), freePort(tb)
+	opts := server.Options{
+		ConfigFile: policyFile, PolicyReload: 10 * time.Second,
+		CertDir: certDir, CertName: "tls.crt", KeyName: "tls.key", WebhookHost: "127.0.0.1", WebhookPort: port,
+		MetricsBindAddress: "0", HealthProbeBindAddr: "0", Namespace: "dns-tuner-system",
+	}
+	noop := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: noopPort, CertDir: certDir})
+	noop.Register(noopPath, &admission.Webhook{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		return admission.Allowed("")
 	})})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Start(ctx) }()
+	done := make(chan error, 2)
+	go func() { done <- server.Run(ctx, opts, cfg, webhook.Admission, log) }()
+	go func() { done <- noop.Start(ctx) }()
 	tb.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("webhook server: %v", err)
+		for range 2 {
+			if err := <-done; err != nil {
+				tb.Errorf("webhook server: %v", err)
+			}
 		}
 	})
-	check := srv.StartedChecker()
-	for deadline := time.Now().Add(10 * time.Second); check(nil) != nil; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			tb.Fatalf("webhook server not serving: %v", check(nil))
+	for _, p := range []int{port, noopPort} {
+		if err := envtestenv.WaitForTLS(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), 30*time.Second, done); err != nil {
+			tb.Fatal(err)
 		}
 	}
-	return &benchEnv{base: "https://127.0.0.1:" + strconv.Itoa(port), ca: ca, body: reviewBody(tb)}
+	// The same pod, its images now in the local registry.
+	body := bytes.ReplaceAll(reviewBody(tb), []byte("registry.example.com/"), []byte(reg+"/"))
+	return &benchEnv{
+		mutateURL: "https://127.0.0.1:" + strconv.Itoa(port) + webhook.Path,
+		noopURL:   "https://127.0.0.1:" + strconv.Itoa(noopPort) + noopPath,
+		ca:        ca, body: body,
+	}
 }
 
 // instantInspector stands in for the registry: it resolves every tag to a digest derived
