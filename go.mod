@@ -15,7 +15,10 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
-require k8s.io/component-helpers v0.37.2 // indirect
+require (
+	github.com/kylelemons/godebug v1.1.0 // indirect
+	k8s.io/component-helpers v0.37.2
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

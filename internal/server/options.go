@@ -49,6 +49,11 @@ type Options struct {
 	// MaxConnections caps open connections to the webhook: each costs about 50 KiB, and
 	// the API server needs a few (HTTP/2 multiplexes reviews).
 	MaxConnections int
+	// MaxInflightBytes bounds the review bytes being decided at once, whatever the number of
+	// connections or HTTP/2 streams: a review costs a few times its size in memory while it
+	// is decided. A review that finds no room within a second is answered 503, which the API
+	// server treats as a failed call: failurePolicy Ignore admits the pod unchanged.
+	MaxInflightBytes int64
 }
 
 // Defaults of the webhook server limits. Reading a review takes milliseconds; the deadlines
@@ -61,6 +66,7 @@ const (
 	DefaultIdleTimeout       = 90 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultMaxConnections    = 1000
+	DefaultMaxInflightBytes  = 32 << 20
 	DefaultWebhookPort       = 9443
 )
 
@@ -75,6 +81,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.ReadTimeout, "webhook-read-timeout", DefaultReadTimeout, "Longest time a webhook client may take to send a whole request, body included; keep it well under the webhook's timeoutSeconds.")
 	fs.DurationVar(&o.IdleTimeout, "webhook-idle-timeout", DefaultIdleTimeout, "How long an idle keep-alive connection to the webhook stays open.")
 	fs.IntVar(&o.MaxHeaderBytes, "webhook-max-header-bytes", DefaultMaxHeaderBytes, "Largest request header block the webhook server reads.")
+	fs.Int64Var(&o.MaxInflightBytes, "webhook-max-inflight-bytes", DefaultMaxInflightBytes, "Most bytes of admission reviews decided at once (at least 7 MiB); a review that finds no room within a second is answered 503 and the API server admits the pod unchanged (failurePolicy Ignore).")
 	fs.IntVar(&o.MaxConnections, "webhook-max-connections", DefaultMaxConnections, "Most connections the webhook server holds open at once; more wait to be accepted.")
 	fs.StringVar(&o.ConfigFile, "config", "", "Cluster policy file (YAML). Empty: the embedded default (mode off; namespaces opt in).")
 	fs.DurationVar(&o.PolicyReload, "config-reload-interval", 10*time.Second, "How often the policy file is checked for changes.")
@@ -102,6 +109,10 @@ func (o Options) withServerDefaults() Options {
 	if o.MaxConnections <= 0 {
 		o.MaxConnections = DefaultMaxConnections
 	}
+	if o.MaxInflightBytes <= 0 {
+		o.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	o.MaxInflightBytes = max(o.MaxInflightBytes, maxRequestBytes+1) // the largest review must fit
 	if o.WebhookPort == 0 {
 		o.WebhookPort = DefaultWebhookPort
 	}

@@ -102,7 +102,7 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, admit Admission, log 
 		Facts:      facts,
 		Log:        log.WithName("admission"),
 	})
-	mgr.GetWebhookServer().Register(admit.Path, admissionHandler(handler, log.WithName("admission")))
+	mgr.GetWebhookServer().Register(admit.Path, admissionHandler(handler, o.withServerDefaults().MaxInflightBytes, log.WithName("admission")))
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

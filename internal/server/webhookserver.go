@@ -18,12 +18,14 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/net/netutil"
+	"golang.org/x/sync/semaphore"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/dns-tuner/dns-tuner/internal/certs"
+	"github.com/dns-tuner/dns-tuner/internal/metrics"
 )
 
 // maxRequestBytes matches controller-runtime's admission limit (two 3 MB objects and the
@@ -143,7 +145,12 @@ func (w logWriter) Write(p []byte) (int, error) {
 // line here, where controller-runtime would log an error (with a stack trace in production
 // logging) per request. Such a request never came whole from the API server, so it gets a
 // plain HTTP error, not an admission answer.
-func admissionHandler(h admission.Handler, log logr.Logger) http.Handler {
+// inflightWait is how long a review waits for room under MaxInflightBytes before it is
+// turned away: well inside the API server's 5 s webhook timeout.
+const inflightWait = time.Second
+
+func admissionHandler(h admission.Handler, maxInflight int64, log logr.Logger) http.Handler {
+	inflight := semaphore.NewWeighted(maxInflight)
 	wh := &admission.Webhook{
 		Handler: h,
 		LogConstructor: func(_ logr.Logger, req *admission.Request) logr.Logger {
@@ -152,6 +159,22 @@ func admissionHandler(h admission.Handler, log logr.Logger) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// Room for the body before reading it: its Content-Length, or the largest review.
+		weight := int64(maxRequestBytes + 1)
+		if r.ContentLength >= 0 && r.ContentLength < weight {
+			weight = r.ContentLength
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), inflightWait)
+		err := inflight.Acquire(ctx, weight)
+		cancel()
+		if err != nil {
+			metrics.FailOpen.WithLabelValues("overloaded").Inc()
+			log.Info("admission review turned away: too many review bytes in flight; the API server admits the pod unchanged",
+				"remote", r.RemoteAddr, "contentLength", r.ContentLength, "maxInflightBytes", maxInflight)
+			http.Error(w, "dns-tuner is overloaded", http.StatusServiceUnavailable)
+			return
+		}
+		defer inflight.Release(weight)
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
 		if err != nil {
 			log.Info("admission request aborted while reading its body", "remote", r.RemoteAddr,

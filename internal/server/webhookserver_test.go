@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -27,11 +28,14 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/dns-tuner/dns-tuner/internal/metrics"
 )
 
 const testPath = "/mutate-v1-pod"
@@ -91,7 +95,7 @@ func startTestServer(t *testing.T, o Options) *testServer {
 		t.Fatal(err)
 	}
 	srv := newWebhookServer(o, log.WithName("webhook-server"))
-	srv.Register(testPath, admissionHandler(allowAll{}, log.WithName("admission")))
+	srv.Register(testPath, admissionHandler(allowAll{}, o.withServerDefaults().MaxInflightBytes, log.WithName("admission")))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(ctx) }()
@@ -404,5 +408,53 @@ func TestConnectionsAreCapped(t *testing.T) {
 	srv.admit(t, client)
 	if took := time.Since(start); took > o.ReadHeaderTimeout+2*time.Second {
 		t.Errorf("admission past the cap answered after %v, want once the silent connections are cut (%v)", took, o.ReadHeaderTimeout)
+	}
+}
+
+// blockingHandler holds every review until release is closed.
+type blockingHandler struct{ entered, release chan struct{} }
+
+func (b blockingHandler) Handle(context.Context, admission.Request) admission.Response {
+	b.entered <- struct{}{}
+	<-b.release
+	return admission.Allowed("test")
+}
+
+// Reviews in flight are bounded in bytes whatever the connections or HTTP/2 streams: a review
+// that finds no room within a second is answered 503 (the API server then admits the pod
+// unchanged under failurePolicy Ignore) and counted; once room frees, reviews are decided.
+func TestInflightBytesAreBounded(t *testing.T) {
+	review := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"operation":"CREATE","object":{"metadata":{"name":"p"},"spec":{}}}}`)
+	b := blockingHandler{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	h := admissionHandler(b, Options{MaxInflightBytes: 1}.withServerDefaults().MaxInflightBytes, logr.Discard())
+	post := func(length int64) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, testPath, bytes.NewReader(review))
+		r.Header.Set("Content-Type", "application/json")
+		r.ContentLength = length
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	first := make(chan *httptest.ResponseRecorder, 1)
+	go func() { first <- post(-1) }() // unknown length: reserves the largest review, the whole budget
+	<-b.entered
+	before := testutil.ToFloat64(metrics.FailOpen.WithLabelValues("overloaded"))
+	start := time.Now()
+	if w := post(int64(len(review))); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("second review while the budget is held: HTTP %d, want 503", w.Code)
+	}
+	if waited := time.Since(start); waited < inflightWait/2 || waited > 3*inflightWait {
+		t.Errorf("turned away after %s, want about %s", waited, inflightWait)
+	}
+	if got := testutil.ToFloat64(metrics.FailOpen.WithLabelValues("overloaded")) - before; got != 1 {
+		t.Errorf("fail-open{overloaded} grew by %v, want 1", got)
+	}
+	close(b.release)
+	if w := <-first; w.Code != http.StatusOK {
+		t.Fatalf("first review: HTTP %d", w.Code)
+	}
+	go func() { <-b.entered }()
+	if w := post(int64(len(review))); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"allowed":true`) {
+		t.Fatalf("review after the budget freed: HTTP %d %s", w.Code, w.Body)
 	}
 }
