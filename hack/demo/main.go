@@ -191,13 +191,13 @@ func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
 }
 
 func pushSamples(ctx context.Context, host, dir string) (map[string]string, error) {
-	tb := newTB(filepath.Join(dir, "build"))
-	defer tb.cleanup()
+	tb := imagetest.NewProgram("image builder", filepath.Join(dir, "build"))
+	defer tb.Close()
 	b := imagetest.NewBuilder(tb)
 	refs := map[string]string{}
 	for _, s := range samples {
-		img, err := tb.do(func() v1.Image { return b.Image(s.kind) })
-		if err != nil {
+		var img v1.Image
+		if err := tb.Do(func() { img = b.Image(s.kind) }); err != nil {
 			return nil, fmt.Errorf("building %s: %w", s.repo, err)
 		}
 		ref, err := name.ParseReference(host+"/"+s.repo+":1.0", name.Insecure)
