@@ -160,7 +160,7 @@ type Builder struct {
 // NewBuilder skips the test under -short: compiling the binaries takes seconds, and
 // `make unit` (go test -short ./...) is the fast loop; `make test` runs them.
 func NewBuilder(t testing.TB) *Builder {
-	if testing.Short() {
+	if testing.Testing() && testing.Short() { // programs (demo, load harness) are never short
 		t.Skip("builds real images with gcc, musl-gcc and go: skipped under -short")
 	}
 	return &Builder{t: t, dir: t.TempDir(), bins: map[string][]byte{}}
