@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -185,7 +184,7 @@ func (l *Lab) Measure(ctx context.Context, lc libc.Libc, conf resolvconf.Config,
 }
 
 // applyPatch applies the add operations mutate.Patch produces, as the API server would.
-func applyPatch(pod *corev1.Pod, ops []jsonpatch.JsonPatchOperation) (*corev1.Pod, error) {
+func applyPatch(pod *corev1.Pod, ops []mutate.Op) (*corev1.Pod, error) {
 	b, err := json.Marshal(pod)
 	if err != nil {
 		return nil, err
