@@ -9,7 +9,7 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 
 .DEFAULT_GOAL := build
-.PHONY: help all build test unit e2e lint fmt vet deps envtest tools render-check demo lab bench clean
+.PHONY: help all build test unit e2e lint fmt vet deps envtest tools render-check demo lab bench loadtest clean
 
 help: ## This list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,9 @@ lab: deps ## DNS race lab on the real glibc, musl and Go resolvers (root)
 bench: envtest ## Benchmarks quoted in the README
 	go test -run '^$$' -bench BenchmarkAdmission -benchtime 5000x ./webhook/
 	go test -run '^$$' -bench . -benchmem ./internal/mutate/ ./internal/inspect/ ./internal/verdicts/
+
+loadtest: envtest deps ## Pods through a real kube-apiserver: no webhook, a no-op webhook, dns-tuner serve (about 6 minutes)
+	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) go run ./hack/loadtest
 
 clean: ## Remove bin/dns-tuner
 	rm -rf bin/dns-tuner
