@@ -140,10 +140,10 @@ func startProcess(name string, args []string, logPath string) (*process, error) 
 func (p *process) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.done: //nolint:errcheck // the exit status of a process told to stop says nothing new
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		<-p.done //nolint:errcheck // killed: its exit status is known
 	}
 }
 

@@ -238,7 +238,7 @@ func TestSourceEnvtest(t *testing.T) {
 	rctx, rcancel := context.WithCancel(ctx)
 	rdone := make(chan error, 1)
 	go func() { rdone <- rmgr.Start(rctx) }()
-	defer func() { rcancel(); <-rdone }()
+	defer func() { rcancel(); <-rdone }() //nolint:errcheck // stopped on purpose
 	eventually(t, rsrc, "every fact with the chart's RBAC", func(s *cluster.Snapshot) bool {
 		return len(s.Nodes) == len(kernels)+1 && s.Proxy == cluster.ProxyIPTables && s.DNSEndpoints == 1 && s.NodeLocal.Running
 	})
