@@ -76,7 +76,8 @@ write_if_changed() {
   if [[ -f $1 ]] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
 }
 
-sysctls=(kernel.panic kernel.panic_on_oops vm.overcommit_memory)
+# kubelet tunes these machine-wide (they are not per network namespace): restored by down
+sysctls=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
 netns_up() {
   if [[ ! -e /run/netns/$NS ]]; then
@@ -356,7 +357,7 @@ up() {
   wait_for "containerd-independent registry" 20 inns curl -fsS "http://$REGISTRY/v2/"
   images
   start containerd /usr/bin/containerd --config "$STATE/containerd/config.toml"
-  wait_for kube-apiserver 90 kc get --raw /readyz
+  wait_for kube-apiserver 120 inns curl -fsS --cacert "$STATE/pki/ca.crt" "https://$NODE_IP:6443/readyz"
   start kube-controller-manager "$CLUSTER_BIN/kube-controller-manager" --kubeconfig "$STATE/controller-manager.kubeconfig" \
     --service-account-private-key-file "$STATE/pki/sa.key" --root-ca-file "$STATE/pki/ca.crt" \
     --use-service-account-credentials --bind-address 127.0.0.1 --leader-elect=false

@@ -22,6 +22,7 @@ teardown() {
 }
 trap teardown EXIT
 
+export HELM="$ROOT/bin/helm" CHART="$ROOT/charts/dns-tuner"
 compile_tests() { mkdir -p "$STATE/build" && go test -c -o "$STATE/build/cluster.test" "$ROOT/test/cluster"; }
 run_tests() { "$CLUSTER" exec "$STATE/build/cluster.test" -test.v -test.count=1 -test.timeout 15m ${TEST_RUN:+-test.run "$TEST_RUN"}; }
 
