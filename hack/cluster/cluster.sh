@@ -272,9 +272,11 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {name: coredns, namespace: kube-system}
 data:
-  # no forward plugin: names outside the cluster are never sent off the machine
+  # No forward plugin: names outside the cluster are never sent off the machine. They get
+  # NXDOMAIN, as from a real upstream, not the SERVFAIL of a missing next plugin: musl ends a
+  # search-list walk with EAI_AGAIN on the first SERVFAIL (here for <name>.realnode.test).
   Corefile: |
-    .:53 {
+    cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
         errors
         log
         health :8080
@@ -284,6 +286,13 @@ data:
             fallthrough in-addr.arpa ip6.arpa
         }
         cache 30
+    }
+    .:53 {
+        errors
+        log
+        template ANY ANY {
+            rcode NXDOMAIN
+        }
     }
 ---
 apiVersion: apps/v1

@@ -32,6 +32,7 @@ const (
 	clusterDNS = "10.96.0.10"
 	nodeSearch = "realnode.test" // the node's search domain, which kubelet appends
 	kubeletOpt = "ndots:5"       // kubelet's own option for ClusterFirst pods
+	absent     = "absent.invalid"
 )
 
 type env struct {
@@ -308,7 +309,7 @@ func TestResolvConfMatchesAnnotations(t *testing.T) {
 	}
 	for _, libc := range []string{"glibc", "musl"} {
 		t.Run(libc, func(t *testing.T) {
-			pod := deployment(t, e, ns, libc, imgs[libc], map[string]string{mutate.AnnotationLibc: libc}, lookupNames...)
+			pod := deployment(t, e, ns, libc, imgs[libc], map[string]string{mutate.AnnotationLibc: libc}, append(lookupNames, absent)...)
 			if got := pod.Annotations[mutate.AnnotationStatus]; got != mutate.StatusInjected {
 				t.Fatalf("status annotation %q, want %q (reason: %s)", got, mutate.StatusInjected, pod.Annotations[mutate.AnnotationReason])
 			}
@@ -317,7 +318,7 @@ func TestResolvConfMatchesAnnotations(t *testing.T) {
 			if !equal(inj, want[libc]) {
 				t.Errorf("injected-options %v, want the default %s profile %v", inj, libc, want[libc])
 			}
-			r := probeReport(t, e, pod, lookupNames...)
+			r := probeReport(t, e, pod, append(lookupNames, absent)...)
 			if !equal(r.options, expectedOptions(pod)) {
 				t.Errorf("resolv.conf options in the container %v, annotations promise %v", r.options, expectedOptions(pod))
 			}
@@ -327,6 +328,12 @@ func TestResolvConfMatchesAnnotations(t *testing.T) {
 			wantSearch := []string{ns + ".svc.cluster.local", "svc.cluster.local", "cluster.local", nodeSearch}
 			if !equal(r.searches, wantSearch) {
 				t.Errorf("search %v, want %v", r.searches, wantSearch)
+			}
+			t.Logf("%s: resolv.conf in the container: nameserver %v search %v options %v", libc, r.nameservers, r.searches, r.options)
+			// a name outside the cluster fails at once with NXDOMAIN through every search
+			// domain (the node's included), not EAI_AGAIN after a timeout
+			if l := r.lookups[absent][0]; l.ok || !strings.Contains(l.line, " fail -2 ") {
+				t.Errorf("%s lookup of %s: %q, want fail -2 (EAI_NONAME)", libc, absent, l.line)
 			}
 			for _, n := range lookupNames {
 				l := r.lookups[n][0]
