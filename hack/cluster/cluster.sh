@@ -77,6 +77,7 @@ write_if_changed() {
 }
 
 # kubelet tunes these machine-wide (they are not per network namespace): restored by down
+host_paths=(/run/containerd /var/lib/cni /var/log/containers /var/lib/kubelet)
 sysctls=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
 netns_up() {
@@ -340,9 +341,12 @@ up() {
   [[ -x $CLUSTER_BIN/clusterctl ]] || go build -C "$ROOT" -o "$CLUSTER_BIN/clusterctl" ./hack/cluster/clusterctl
   mkdir -p "$STATE"/{pids,logs,etcd,pod-logs}
   [[ -f $STATE/sysctls ]] || for s in "${sysctls[@]}"; do echo "$s=$(sysctl -n "$s")"; done > "$STATE/sysctls"
-  [[ -f $STATE/varlogcontainers-before ]] || { [[ -e /var/log/containers ]] && echo yes || echo no; } > "$STATE/varlogcontainers-before"
-  [[ -f $STATE/runcontainerd-before ]] || { [[ -e /run/containerd ]] && echo yes || echo no; } > "$STATE/runcontainerd-before"
-  [[ -f $STATE/varlibcni-before ]] || { [[ -e /var/lib/cni ]] && echo yes || echo no; } > "$STATE/varlibcni-before"
+  # paths containerd, CNI and kubelet create whatever they are told: down removes the ones
+  # that were not there before
+  local p
+  if [[ ! -f $STATE/created-paths ]]; then
+    for p in "${host_paths[@]}"; do [[ -e $p ]] || echo "$p"; done > "$STATE/created-paths"
+  fi
   netns_up
   pki
   containerd_config
@@ -375,7 +379,7 @@ up() {
   wait_for containerd 30 test -S "$STATE/containerd/containerd.sock"
   log "node"
   start kubelet "$CLUSTER_BIN/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$STATE/node.kubeconfig" \
-    --root-dir "$STATE/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
+    --root-dir "$STATE/kubelet" --cert-dir "$STATE/kubelet/pki" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
   start kube-proxy "$CLUSTER_BIN/kube-proxy" --config "$STATE/kube-proxy.yaml"
   wait_for "node Ready" 90 node_ready
   addons
@@ -400,9 +404,11 @@ down() {
     fi
   fi
   local c
-  for c in kube-proxy kube-scheduler kube-controller-manager kube-apiserver containerd etcd registry; do stop "$c"; done
+  for c in kube-proxy kube-scheduler kube-controller-manager kube-apiserver containerd; do stop "$c" & done
+  wait
+  stop etcd; stop registry
   # whatever is left in the pod cgroups (shims, containers) ends here
-  local cg pids i
+  local cg pids i p
   for cg in /sys/fs/cgroup/*/kubepods; do
     [[ -d $cg ]] || continue
     pids="$(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)"
@@ -429,12 +435,13 @@ down() {
     rmdir /run/netns 2>/dev/null || true
   fi
   # shim sockets in the path containerd 1.6 hard-codes
-  [[ "$(cat "$STATE/runcontainerd-before" 2>/dev/null)" == no ]] && rm -rf /run/containerd
   if [[ -f $STATE/sysctls ]]; then
     while IFS='=' read -r k v; do sysctl -qw "$k=$v"; done < "$STATE/sysctls"
   fi
-  [[ "$(cat "$STATE/varlogcontainers-before" 2>/dev/null)" == no ]] && rm -rf /var/log/containers
-  [[ "$(cat "$STATE/varlibcni-before" 2>/dev/null)" == no ]] && rm -rf /var/lib/cni
+  # (/run/containerd/s holds the shim sockets, a path containerd 1.6 hard-codes)
+  if [[ -f $STATE/created-paths ]]; then
+    while read -r p; do [[ -n $p ]] && rm -rf "$p"; done < "$STATE/created-paths"
+  fi
   # keep the logs for a post-mortem, in the git-ignored tmp/ of the checkout
   if [[ -d $STATE/logs ]]; then rm -rf "$ROOT/tmp/cluster-logs"; mkdir -p "$ROOT/tmp"; cp -r "$STATE/logs" "$ROOT/tmp/cluster-logs"; fi
   rm -rf "$STATE"
