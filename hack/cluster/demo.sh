@@ -14,4 +14,8 @@ trap 'exit 130' INT TERM
 mkdir -p "$STATE/build" && go test -c -o "$STATE/build/cluster.test" "$ROOT/test/cluster" || exit 1
 echo "dns-tuner runs in the real cluster; Ctrl-C stops and removes everything." >&2
 echo "In another shell: hack/cluster/cluster.sh kubectl get pods -A" >&2
-CLUSTER_DEMO=1 "$CLUSTER" exec "$STATE/build/cluster.test" -test.run '^TestDemo$' -test.v -test.timeout 0
+# in the background, so that the traps run as soon as a signal arrives
+CLUSTER_DEMO=1 "$CLUSTER" exec "$STATE/build/cluster.test" -test.run '^TestDemo$' -test.v -test.timeout 0 &
+demo=$!
+trap 'kill -TERM $demo 2>/dev/null; wait $demo 2>/dev/null; "$CLUSTER" down' EXIT
+wait $demo
