@@ -460,7 +460,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  exec) shift; KUBECONFIG=$STATE/admin.kubeconfig CLUSTER_BIN=$CLUSTER_BIN CLUSTER_REGISTRY=$REGISTRY inns "$@" ;;
+  exec) shift; KUBECONFIG=$STATE/admin.kubeconfig CLUSTER_BIN=$CLUSTER_BIN CLUSTER_REGISTRY=$REGISTRY CLUSTER_STATE=$STATE exec nsenter --net="/run/netns/$NS" -- "$@" ;;
   kubectl) shift; kc "$@" ;;
   *) echo "usage: $0 up|down|status|exec CMD...|kubectl ARGS..." >&2; exit 2 ;;
 esac

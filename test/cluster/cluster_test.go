@@ -100,7 +100,26 @@ func probeImages(t *testing.T, e *env) map[string]string {
 			return data
 		}
 		cfg := v1.Config{Entrypoint: []string{"/usr/local/bin/probe"}}
+		goDir := filepath.Join(dir, "goprobe")
+		if err := os.MkdirAll(goDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f, c := range map[string]string{"go.mod": "module probe\n\ngo 1.22\n", "main.go": probeGo} {
+			if err := os.WriteFile(filepath.Join(goDir, f), []byte(c), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gobuild := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "probe-go"), ".")
+		gobuild.Dir, gobuild.Env = goDir, append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=mod")
+		if msg, err := gobuild.CombinedOutput(); err != nil {
+			t.Fatalf("go build probe: %v\n%s", err, msg)
+		}
+		goBin, err := os.ReadFile(filepath.Join(dir, "probe-go"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		imgs := map[string]v1.Image{
+			"go": imagetest.Image(t, "amd64", cfg, imagetest.Layer(t, imagetest.Exe("/usr/local/bin/probe", goBin))),
 			"glibc": imagetest.Image(t, "amd64", cfg, imagetest.Layer(t, b.GlibcFiles()...),
 				imagetest.Layer(t, imagetest.Exe("/usr/local/bin/probe", compile("gcc")))),
 			"musl": imagetest.Image(t, "amd64", cfg, imagetest.Layer(t, b.MuslLoader()),
@@ -150,6 +169,17 @@ func namespace(t *testing.T, e *env, prefix, mode string) string {
 // running pod.
 func deployment(t *testing.T, e *env, ns, app, image string, annotations map[string]string, names ...string) *corev1.Pod {
 	t.Helper()
+	return deploymentOf(t, e, ns, app, annotations, probe("app", image, 1000, names...))
+}
+
+// probe is a container running a probe image that looks names up every intervalMs.
+func probe(name, image string, intervalMs int, names ...string) corev1.Container {
+	return corev1.Container{Name: name, Image: image, Args: names,
+		Env: []corev1.EnvVar{{Name: "PROBE_INTERVAL_MS", Value: fmt.Sprint(intervalMs)}}}
+}
+
+func deploymentOf(t *testing.T, e *env, ns, app string, annotations map[string]string, containers ...corev1.Container) *corev1.Pod {
+	t.Helper()
 	ctx := context.Background()
 	one := int32(1)
 	zero := int64(0)
@@ -163,10 +193,7 @@ func deployment(t *testing.T, e *env, ns, app, image string, annotations map[str
 				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
 				Spec: corev1.PodSpec{
 					TerminationGracePeriodSeconds: &zero,
-					Containers: []corev1.Container{{
-						Name: "app", Image: image, Args: names,
-						Env: []corev1.EnvVar{{Name: "PROBE_INTERVAL", Value: "1"}},
-					}},
+					Containers:                    containers,
 				},
 			},
 		},
@@ -247,9 +274,14 @@ func parseReport(logs string) (report, bool) {
 // probeReport waits until the pod has printed its resolv.conf and looked up every name once.
 func probeReport(t *testing.T, e *env, pod *corev1.Pod, names ...string) report {
 	t.Helper()
+	return probeReportOf(t, e, pod, "app", names...)
+}
+
+func probeReportOf(t *testing.T, e *env, pod *corev1.Pod, container string, names ...string) report {
+	t.Helper()
 	var r report
-	poll(t, 60*time.Second, "probe output of "+pod.Name, func() bool {
-		raw, err := e.cs.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: "app"}).DoRaw(context.Background())
+	poll(t, 60*time.Second, "probe output of "+pod.Name+"/"+container, func() bool {
+		raw, err := e.cs.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: container}).DoRaw(context.Background())
 		if err != nil {
 			return false
 		}

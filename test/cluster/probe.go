@@ -6,7 +6,8 @@ package cluster
 
 // probeC is the workload every test image runs: it prints its /etc/resolv.conf as the
 // container sees it, then resolves each argument with getaddrinfo() (the libc it was linked
-// against: glibc or musl) every PROBE_INTERVAL seconds (once if unset), one line a lookup:
+// against: glibc or musl) every PROBE_INTERVAL_MS milliseconds (once if unset), one line a
+// lookup:
 //
 //	lookup NAME ok ADDR 1.2ms
 //	lookup NAME fail -2 (Name or service not known) 5003.1ms
@@ -32,7 +33,7 @@ int main(int argc, char **argv) {
 	while (f && fgets(line, sizeof line, f)) fputs(line, stdout);
 	printf("resolv.conf-end\n");
 	fflush(stdout);
-	const char *iv = getenv("PROBE_INTERVAL");
+	const char *iv = getenv("PROBE_INTERVAL_MS");
 	int interval = iv ? atoi(iv) : 0;
 	for (;;) {
 		for (int i = 1; i < argc; i++) {
@@ -54,8 +55,44 @@ int main(int argc, char **argv) {
 			fflush(stdout);
 		}
 		if (interval <= 0) break;
-		sleep(interval);
+		usleep(interval * 1000);
 	}
 	for (;;) pause();
+}
+`
+
+// probeGo is probeC for Go's pure resolver (CGO_ENABLED=0), with the same output.
+const probeGo = `package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+)
+
+func main() {
+	b, _ := os.ReadFile("/etc/resolv.conf")
+	fmt.Printf("resolv.conf-begin\n%sresolv.conf-end\n", b)
+	interval, _ := strconv.Atoi(os.Getenv("PROBE_INTERVAL_MS"))
+	for {
+		for _, n := range os.Args[1:] {
+			t0 := time.Now()
+			addrs, err := net.DefaultResolver.LookupIP(context.Background(), "ip4", n)
+			ms := float64(time.Since(t0).Microseconds()) / 1000
+			if err == nil {
+				fmt.Printf("lookup %s ok %s %.1fms\n", n, addrs[0], ms)
+			} else {
+				fmt.Printf("lookup %s fail -2 (%v) %.1fms\n", n, err, ms)
+			}
+		}
+		if interval <= 0 {
+			break
+		}
+		time.Sleep(time.Duration(interval) * time.Millisecond)
+	}
+	select {}
 }
 `
