@@ -277,16 +277,22 @@ data:
   # NXDOMAIN, as from a real upstream, not the SERVFAIL of a missing next plugin: musl ends a
   # search-list walk with EAI_AGAIN on the first SERVFAIL (here for <name>.realnode.test).
   Corefile: |
+    # kubeadm's Corefile otherwise: lameduck keeps a terminating CoreDNS answering while
+    # kube-proxy still sends it queries
     cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
         errors
         log
-        health :8080
+        health :8080 {
+            lameduck 5s
+        }
         ready :8181
         kubernetes cluster.local in-addr.arpa ip6.arpa {
             pods insecure
             fallthrough in-addr.arpa ip6.arpa
+            ttl 30
         }
         cache 30
+        loadbalance
     }
     .:53 {
         errors
@@ -443,7 +449,10 @@ down() {
     while read -r p; do [[ -n $p ]] && rm -rf "$p"; done < "$STATE/created-paths"
   fi
   # keep the logs for a post-mortem, in the git-ignored tmp/ of the checkout
-  if [[ -d $STATE/logs ]]; then rm -rf "$ROOT/tmp/cluster-logs"; mkdir -p "$ROOT/tmp"; cp -r "$STATE/logs" "$ROOT/tmp/cluster-logs"; fi
+  if [[ -d $STATE/logs ]]; then
+    rm -rf "$ROOT/tmp/cluster-logs"; mkdir -p "$ROOT/tmp"; cp -r "$STATE/logs" "$ROOT/tmp/cluster-logs"
+    cp -rL "$STATE/pod-logs" "$ROOT/tmp/cluster-logs/pods" 2>/dev/null || true
+  fi
   rm -rf "$STATE"
   log "down in $((SECONDS - t0))s"
 }

@@ -164,18 +164,20 @@ func TestDNSFaults(t *testing.T) {
 			}
 			start := time.Now()
 			f.inject(t)
-			time.Sleep(3 * time.Second) // let the loops run past the fault
+			time.Sleep(7 * time.Second) // past the fault and CoreDNS's 5 s lameduck
 			t.Logf("%s (fault window %s):", f.name, time.Since(start).Round(100*time.Millisecond))
 			t.Logf("  %-14s %8s %6s %10s %10s %10s", "pod", "lookups", "failed", "p50", "p99", "max")
 			for _, s := range subjects {
 				ls := lookupsOf(t, e, s.pod, name)[before[s.label]:]
 				var ms []float64
-				failed := 0
+				failed, firstFail := 0, ""
 				for _, l := range ls {
 					v, _ := strconv.ParseFloat(l.ms, 64)
 					ms = append(ms, v)
 					if !l.ok {
-						failed++
+						if failed++; firstFail == "" {
+							firstFail = "; first failure: " + l.line
+						}
 					}
 				}
 				sort.Float64s(ms)
@@ -185,7 +187,7 @@ func TestDNSFaults(t *testing.T) {
 					}
 					return fmt.Sprintf("%.1fms", ms[int(p*float64(len(ms)-1))])
 				}
-				t.Logf("  %-14s %8d %6d %10s %10s %10s", s.label, len(ls), failed, q(0.5), q(0.99), q(1))
+				t.Logf("  %-14s %8d %6d %10s %10s %10s%s", s.label, len(ls), failed, q(0.5), q(0.99), q(1), firstFail)
 				if len(ls) == 0 || !ls[len(ls)-1].ok {
 					t.Errorf("%s: not resolving after %s", s.label, f.name)
 				}

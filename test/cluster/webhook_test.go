@@ -182,3 +182,49 @@ func TestPolicyChangeAppliesPromptly(t *testing.T) {
 			applied.Round(time.Second), (applied - helmDone).Round(time.Second))
 	}
 }
+
+// TestCertificateRotation: when the self-managed serving certificate is regenerated (its
+// Secret emptied), dns-tuner writes a new CA into the webhook configuration, reloads the new
+// certificate, and the real API server trusts it again; meanwhile pods fail open.
+func TestCertificateRotation(t *testing.T) {
+	e := cluster(t)
+	ctx := context.Background()
+	ns := namespace(t, e, "rotate", "enforce")
+	waitWebhookReady(t, e, 2)
+	caBundle := func() string {
+		w, err := e.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "dns-tuner", metav1.GetOptions{})
+		if err != nil || len(w.Webhooks) == 0 {
+			t.Fatalf("webhook configuration: %v", err)
+		}
+		return string(w.Webhooks[0].ClientConfig.CABundle)
+	}
+	before := caBundle()
+	sec, err := e.cs.CoreV1().Secrets(releaseNS()).Get(ctx, "dns-tuner-webhook-cert", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec.Data = nil
+	start := time.Now()
+	if _, err := e.cs.CoreV1().Secrets(releaseNS()).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 60*time.Second, "a new CA in the webhook configuration", func() bool { return caBundle() != before })
+	caAt := time.Since(start)
+	failedOpen := 0
+	// five tuned creates in a row: both replicas serve the new certificate
+	poll(t, 120*time.Second, "admissions tuned under the new certificate", func() bool {
+		for i := 0; i < 5; i++ {
+			p, err := admit(ctx, e, ns)
+			if err != nil {
+				t.Fatalf("create during rotation: %v (must fail open)", err)
+			}
+			if p.Annotations[mutate.AnnotationStatus] != mutate.StatusInjected {
+				failedOpen++
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("rotation: new CA injected after %s, the API server trusted the webhook again after %s (%d creates failed open meanwhile)",
+		caAt.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond), failedOpen)
+}
