@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/dns-tuner/dns-tuner/internal/certs"
 	"github.com/dns-tuner/dns-tuner/internal/explain"
 	"github.com/dns-tuner/dns-tuner/internal/inspectcmd"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
@@ -90,6 +91,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctrl.SetLogger(log)
+	// cert-controller logs through controller-runtime's global logger
+	ctrl.SetLogger(certs.QuietRotationConflicts(log))
 	return server.Run(ctx, o, nil, log)
 }
