@@ -32,7 +32,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, newDetect
 	fs.SetOutput(stderr)
 	var (
 		file, namespace, name, kubeconfig, configFile, platform string
-		clusterDNS, clusterDomain                               string
+		clusterDNS, clusterDomain, nodeResolvConf, nodeSearch   string
 		asJSON, noInspect                                       bool
 		timeout                                                 time.Duration
 		insecure                                                stringList
@@ -49,6 +49,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, newDetect
 	fs.DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for each pod's image inspections.")
 	fs.StringVar(&clusterDNS, "cluster-dns", "10.96.0.10", "kubelet's clusterDNS address, for the rendered resolv.conf.")
 	fs.StringVar(&clusterDomain, "cluster-domain", "cluster.local", "kubelet's clusterDomain.")
+	fs.StringVar(&nodeResolvConf, "node-resolv-conf", "", "The node's resolv.conf (kubelet's resolvConf): its search domains follow the cluster's in every ClusterFirst pod.")
+	fs.StringVar(&nodeSearch, "node-search", "", "The node's search domains, comma-separated (instead of --node-resolv-conf's).")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: dns-tuner explain (-f FILE | --namespace NS --name POD) [flags]")
 		fs.PrintDefaults()
@@ -130,11 +132,30 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, newDetect
 	}
 
 	cluster := resolvconf.ClusterDNS{Nameservers: []string{clusterDNS}, ClusterDomain: clusterDomain}
+	if nodeResolvConf != "" {
+		data, err := os.ReadFile(nodeResolvConf)
+		if err != nil {
+			return err
+		}
+		if cluster.NodeResolvConf, err = resolvconf.Parse(string(data)); err != nil {
+			return fmt.Errorf("%s: %w", nodeResolvConf, err)
+		}
+	}
+	if nodeSearch != "" {
+		if cluster.NodeResolvConf == nil {
+			cluster.NodeResolvConf = &resolvconf.Config{}
+		}
+		cluster.NodeResolvConf.Searches = strings.Split(nodeSearch, ",")
+	}
 	reports := make([]Report, 0, len(inputs))
 	for _, input := range inputs {
 		r, err := Explain(ctx, p, det, timeout, cluster, input)
 		if err != nil {
 			return fmt.Errorf("%s: %w", input.Source, err)
+		}
+		if r.ClusterDNS && cluster.NodeResolvConf == nil {
+			// kubelet appends the node's search domains, which explain cannot see
+			r.Notes = append(r.Notes, "search shown without the node's domains, which kubelet appends: pass --node-resolv-conf or --node-search")
 		}
 		reports = append(reports, r)
 	}
