@@ -67,3 +67,10 @@ loadtest: envtest deps ## Pods through a real kube-apiserver: no webhook, a no-o
 
 clean: ## Remove bin/dns-tuner
 	rm -rf bin/dns-tuner
+
+.PHONY: e2e-cluster demo-cluster
+e2e-cluster: envtest tools ## Real single-node cluster in a network namespace (root): up, helm install, test/cluster, down
+	hack/cluster/e2e.sh
+
+demo-cluster: envtest tools ## The real cluster with dns-tuner and sample workloads; prints resolv.conf and lookup times until Ctrl-C
+	hack/cluster/demo.sh

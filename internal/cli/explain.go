@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -29,7 +30,7 @@ type Explain struct {
 	NewDetector DetectorFunc
 
 	file, namespace, name, kubeconfig, configFile, platform string
-	clusterDNS, clusterDomain                               string
+	clusterDNS, clusterDomain, nodeResolvConf, nodeSearch   string
 	asJSON, noInspect                                       bool
 	timeout                                                 time.Duration
 	insecure                                                []string
@@ -52,6 +53,8 @@ func (c *Explain) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "How long to wait for each pod's image inspections.")
 	fs.StringVar(&c.clusterDNS, "cluster-dns", "10.96.0.10", "kubelet's clusterDNS address, for the rendered resolv.conf.")
 	fs.StringVar(&c.clusterDomain, "cluster-domain", "cluster.local", "kubelet's clusterDomain.")
+	fs.StringVar(&c.nodeResolvConf, "node-resolv-conf", "", "The node's resolv.conf (kubelet's resolvConf): its search domains follow the cluster's in every ClusterFirst pod.")
+	fs.StringVar(&c.nodeSearch, "node-search", "", "The node's search domains, comma-separated (instead of --node-resolv-conf's).")
 }
 
 func (c *Explain) Run(ctx context.Context, args []string, stdout, _ io.Writer) error {
@@ -100,11 +103,30 @@ func (c *Explain) Run(ctx context.Context, args []string, stdout, _ io.Writer) e
 	}
 
 	cluster := resolvconf.ClusterDNS{Nameservers: []string{c.clusterDNS}, ClusterDomain: c.clusterDomain}
+	if c.nodeResolvConf != "" {
+		data, err := os.ReadFile(c.nodeResolvConf)
+		if err != nil {
+			return err
+		}
+		if cluster.NodeResolvConf, err = resolvconf.Parse(string(data)); err != nil {
+			return fmt.Errorf("%s: %w", c.nodeResolvConf, err)
+		}
+	}
+	if c.nodeSearch != "" {
+		if cluster.NodeResolvConf == nil {
+			cluster.NodeResolvConf = &resolvconf.Config{}
+		}
+		cluster.NodeResolvConf.Searches = strings.Split(c.nodeSearch, ",")
+	}
 	reports := make([]explain.Report, 0, len(inputs))
 	for _, input := range inputs {
 		r, err := explain.Explain(ctx, p, det, c.timeout, cluster, input)
 		if err != nil {
 			return fmt.Errorf("%s: %w", input.Source, err)
+		}
+		if r.ClusterDNS && cluster.NodeResolvConf == nil {
+			// kubelet appends the node's search domains, which explain cannot see
+			r.Notes = append(r.Notes, "search shown without the node's domains, which kubelet appends: pass --node-resolv-conf or --node-search")
 		}
 		reports = append(reports, r)
 	}

@@ -8,6 +8,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/dns-tuner/dns-tuner/internal/certs"
 	"github.com/dns-tuner/dns-tuner/internal/server"
 )
 
@@ -41,6 +42,6 @@ func (s *Serve) Run(ctx context.Context, args []string, _, _ io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	ctrl.SetLogger(log)
+	ctrl.SetLogger(certs.QuietRotationConflicts(log))
 	return server.Run(ctx, s.opts, cfg, s.Admission, log)
 }
