@@ -4,18 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/miekg/dns"
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dns-tuner/dns-tuner/hack/dnslab/probes"
 	"github.com/dns-tuner/dns-tuner/hack/dnslab/raceserver"
+	"github.com/dns-tuner/dns-tuner/hack/dnslab/topo"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
@@ -38,11 +42,26 @@ var Lookups = []Lookup{
 
 const podNamespace = "default"
 
-// Lab is a race server, built probes and the cluster configuration kubelet renders with.
+// Backend is what stands between the probes and the DNS server.
+type Backend string
+
+const (
+	// Model is the race model (raceserver) on a loopback address: a node with a kernel
+	// before 5.6, where every parallel A/AAAA pair loses its second query.
+	Model Backend = "model"
+	// Kernel is this machine's kernel: network namespaces, a Service IP DNAT'd by iptables
+	// or nftables to one or two DNS backends, A and AAAA processed on different CPUs.
+	Kernel Backend = "kernel"
+)
+
+// Lab is DNS servers, built probes and the cluster configuration kubelet renders with.
 type Lab struct {
-	Server  *raceserver.Server
+	Backend Backend
+	Servers []*raceserver.Server
 	Probes  *probes.Set
 	Cluster resolvconf.ClusterDNS
+	Topo    *topo.Topology // the kernel backend's namespaces
+	where   probes.Where
 	tag     atomic.Uint64
 }
 
@@ -52,22 +71,112 @@ func NewLab(ctx context.Context, dir string, cfg raceserver.Config, which []libc
 	if err != nil {
 		return nil, err
 	}
+	return NewModelLab(set, cfg)
+}
+
+func zone(cfg *raceserver.Config) {
 	cfg.Services = []string{"web." + podNamespace, "api.payments"}
 	cfg.External = []string{"example.com"}
+}
+
+// cluster is what kubelet renders with: the node contributes no search domains, so the
+// search list is the cluster's three.
+func cluster(nameserver string) resolvconf.ClusterDNS {
+	return resolvconf.ClusterDNS{Nameservers: []string{nameserver}, ClusterDomain: "cluster.local", NodeResolvConf: &resolvconf.Config{}}
+}
+
+// NewModelLab starts the race model on a loopback address.
+func NewModelLab(set *probes.Set, cfg raceserver.Config) (*Lab, error) {
+	zone(&cfg)
 	srv, err := raceserver.Start(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("starting the race DNS server: %w", err)
 	}
-	return &Lab{
-		Server: srv,
-		Probes: set,
-		// The node contributes no search domains, so the search list is the cluster's three.
-		Cluster: resolvconf.ClusterDNS{Nameservers: []string{srv.IP()}, ClusterDomain: "cluster.local", NodeResolvConf: &resolvconf.Config{}},
-	}, nil
+	return &Lab{Backend: Model, Servers: []*raceserver.Server{srv}, Probes: set, Cluster: cluster(srv.IP())}, nil
 }
 
-// Close stops the server.
-func (l *Lab) Close() { l.Server.Close() }
+// NewKernelLab builds the real-kernel topology and starts a DNS server answering everything
+// (the race model off) in each backend namespace. Close tears it down.
+func NewKernelLab(ctx context.Context, set *probes.Set, tc topo.Config) (*Lab, error) {
+	t, err := topo.Create(ctx, tc)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{Backend: Kernel, Probes: set, Topo: t, Cluster: cluster(topo.ServiceIP),
+		where: probes.Where{NetNS: t.Pod, CPU: t.ProbeCPU, Pin: t.ProbeCPU >= 0}}
+	for i, ns := range t.Backends {
+		cfg := raceserver.Config{Addr: topo.BackendIP(i), Plain: true,
+			InNamespace: func(fn func() error) error { return topo.Do(ns, fn) }}
+		zone(&cfg)
+		srv, err := raceserver.Start(cfg)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("starting the DNS server in %s: %w", ns, err)
+		}
+		l.Servers = append(l.Servers, srv)
+	}
+	if err := l.ready(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// ready waits until a query from the pod reaches every backend through the Service IP. New
+// veths drop packets until the kernel activates their queues (link watch, up to a second):
+// measured, a batch started right away lost every first query and stalled 5 s.
+func (l *Lab) ready(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		_ = topo.Do(l.Topo.Pod, func() error {
+			m := new(dns.Msg)
+			m.SetQuestion("web.default.svc.cluster.local.", dns.TypeA)
+			c := &dns.Client{Net: "udp", Timeout: 100 * time.Millisecond}
+			_, _, err := c.Exchange(m, net.JoinHostPort(topo.ServiceIP, "53"))
+			return err
+		})
+		up := 0
+		for _, s := range l.Servers {
+			if s.Total().Queries > 0 {
+				up++
+			}
+		}
+		if up == len(l.Servers) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no DNS answer through %s from namespace %s", topo.ServiceIP, l.Topo.Pod)
+}
+
+// Close stops the servers and deletes the kernel backend's namespaces.
+func (l *Lab) Close() {
+	for _, s := range l.Servers {
+		s.Close()
+	}
+	if l.Topo != nil {
+		if err := l.Topo.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "dnslab:", err)
+		}
+	}
+}
+
+// Silence makes every DNS server ignore queries for d (a restart).
+func (l *Lab) Silence(d time.Duration) {
+	for _, s := range l.Servers {
+		s.Silence(d)
+	}
+}
+
+// Conntrack reads the node's conntrack counters (kernel backend only).
+func (l *Lab) Conntrack(ctx context.Context) (topo.Stats, error) {
+	if l.Topo == nil {
+		return topo.Stats{}, fmt.Errorf("the %s backend has no conntrack", l.Backend)
+	}
+	return l.Topo.Conntrack(ctx)
+}
 
 // Profile is a pod whose resolv.conf is measured.
 type Profile struct {
@@ -167,13 +276,18 @@ func (l *Lab) Measure(ctx context.Context, lc libc.Libc, conf resolvconf.Config,
 		tags[i] = l.tag.Add(1)
 		names[i] = raceserver.Tag(name, tags[i])
 	}
-	res, err := l.Probes.Run(ctx, lc, conf.String(), spacing, names)
+	res, err := l.Probes.RunIn(ctx, l.where, lc, conf.String(), spacing, names)
 	if err != nil {
 		return Cell{}, err
 	}
 	var c Cell
 	for i, r := range res {
-		st := l.Server.Stats(tags[i])
+		var st raceserver.Stats
+		for _, srv := range l.Servers {
+			s := srv.Stats(tags[i])
+			st.Queries += s.Queries
+			st.Dropped += s.Dropped
+		}
 		c.Latencies = append(c.Latencies, r.Latency)
 		c.Queries = append(c.Queries, st.Queries)
 		c.Dropped = append(c.Dropped, st.Dropped)

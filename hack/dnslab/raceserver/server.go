@@ -1,5 +1,6 @@
 // Package raceserver is a DNS server that models the conntrack insert race behind the 5 s
-// (glibc) and 2.5 s (musl) lookup stalls in Kubernetes pods.
+// (glibc) and 2.5 s (musl) lookup stalls in Kubernetes pods on kernels before 5.6, where the
+// race drops a packet. With Config.Plain it answers everything, for the real-kernel lab.
 //
 // Both queries of a getaddrinfo() leave one UDP socket back to back. The kube-dns Service
 // DNATs them, and the two packets race to insert the same conntrack entry: the loser is
@@ -49,6 +50,13 @@ type Config struct {
 	Services []string
 	// External names resolve as themselves (what CoreDNS would forward upstream).
 	External []string
+	// Plain turns the race model off: every query is answered. The real-kernel lab uses it,
+	// where the kernel does the racing.
+	Plain bool
+	// InNamespace, when set, opens the sockets inside a network namespace (it runs the given
+	// function there). Addr may then be any IPv4 address of that namespace, and no other
+	// address is tried.
+	InNamespace func(func() error) error
 }
 
 // Defaults.
@@ -82,6 +90,7 @@ type Stats struct {
 	Queries int // every query received, UDP and TCP, retransmissions included
 	Dropped int // queries lost to the race
 	TCP     int // queries received over TCP
+	Ignored int // queries received while the server was silent
 }
 
 type entry struct {
@@ -100,6 +109,7 @@ type Server struct {
 	names map[string]net.IP
 
 	mu      sync.Mutex
+	silent  time.Time // queries arriving before this are read and ignored (Silence)
 	entries map[string]*entry
 	stats   map[uint64]*Stats
 	total   Stats
@@ -126,21 +136,30 @@ func Start(cfg Config) (*Server, error) {
 	}
 
 	ip := net.ParseIP(cfg.Addr).To4()
-	if ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("address %q is not an IPv4 loopback address", cfg.Addr)
-	}
-	var err error
-	for try := 0; try < 64; try++ {
-		if err = s.listen(ip.String()); err == nil {
-			break
+	if cfg.InNamespace != nil {
+		if ip == nil {
+			return nil, fmt.Errorf("address %q is not an IPv4 address", cfg.Addr)
 		}
-		if !errors.Is(err, syscall.EADDRINUSE) {
+		if err := cfg.InNamespace(func() error { return s.listen(ip.String()) }); err != nil {
 			return nil, err
 		}
-		ip[3]++
-	}
-	if err != nil {
-		return nil, err
+	} else {
+		if ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("address %q is not an IPv4 loopback address", cfg.Addr)
+		}
+		var err error
+		for try := 0; try < 64; try++ {
+			if err = s.listen(ip.String()); err == nil {
+				break
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				return nil, err
+			}
+			ip[3]++
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	s.wg.Add(1)
 	go s.serveUDP()
@@ -238,7 +257,21 @@ func untag(qname string) (string, uint64) {
 	return m[1] + m[3], tag
 }
 
-func (s *Server) count(tag uint64, dropped, tcp bool) {
+// Silence makes the server read and ignore every query for d from now, as a DNS server that
+// restarts (or a backend that disappears) does: queries are lost, not refused.
+func (s *Server) Silence(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.silent = time.Now().Add(d)
+}
+
+func (s *Server) isSilent(arrival int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return arrival < s.silent.UnixNano()
+}
+
+func (s *Server) count(tag uint64, dropped, tcp, ignored bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats[tag]
@@ -253,6 +286,9 @@ func (s *Server) count(tag uint64, dropped, tcp bool) {
 		}
 		if tcp {
 			c.TCP++
+		}
+		if ignored {
+			c.Ignored++
 		}
 	}
 }
@@ -273,8 +309,12 @@ func (s *Server) serveUDP() {
 			continue
 		}
 		_, tag := untag(strings.ToLower(req.Question[0].Name))
-		drop := s.race(src.String(), req.Id, arrival)
-		s.count(tag, drop, false)
+		if s.isSilent(arrival) {
+			s.count(tag, false, false, true)
+			continue
+		}
+		drop := !s.cfg.Plain && s.race(src.String(), req.Id, arrival)
+		s.count(tag, drop, false, false)
 		if time.Since(lastSweep) > s.cfg.Expire {
 			s.sweep(arrival)
 			lastSweep = time.Now()
@@ -347,7 +387,11 @@ func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	_, tag := untag(strings.ToLower(req.Question[0].Name))
-	s.count(tag, false, true)
+	if s.isSilent(time.Now().UnixNano()) {
+		s.count(tag, false, true, true)
+		return // the client's TCP timeout, as with a server that does not answer
+	}
+	s.count(tag, false, true, false)
 	time.Sleep(s.cfg.Delay)
 	_ = w.WriteMsg(s.answer(req))
 }
