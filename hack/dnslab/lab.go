@@ -270,9 +270,14 @@ func (l *Lab) Render(p Profile) (resolvconf.Config, error) {
 // Measure looks name up n times with resolver lc reading conf, a lookup starting every
 // spacing.
 func (l *Lab) Measure(ctx context.Context, lc libc.Libc, conf resolvconf.Config, name string, n int, spacing time.Duration) (Cell, error) {
-	names := make([]string, n)
-	tags := make([]uint64, n)
-	for i := range names {
+	return l.MeasureNames(ctx, lc, conf, slices.Repeat([]string{name}, n), spacing)
+}
+
+// MeasureNames looks each name up once, a lookup starting every spacing.
+func (l *Lab) MeasureNames(ctx context.Context, lc libc.Libc, conf resolvconf.Config, lookups []string, spacing time.Duration) (Cell, error) {
+	names := make([]string, len(lookups))
+	tags := make([]uint64, len(lookups))
+	for i, name := range lookups {
 		tags[i] = l.tag.Add(1)
 		names[i] = raceserver.Tag(name, tags[i])
 	}
@@ -385,19 +390,7 @@ const (
 // slack absorbs scheduling noise on a busy machine when comparing with a computed interval.
 const slack = 50 * time.Millisecond
 
-// Resolver defaults when resolv.conf says nothing: glibc RES_TIMEOUT (resolv/resolv.h), musl
-// src/network/resolvconf.c.
-const (
-	glibcDefaultTimeout = 5
-	glibcMinTimeout     = 1  // send_dg waits at least a second
-	glibcMaxTimeout     = 30 // RES_MAXRETRANS
-	muslDefaultTimeout  = 5
-	muslDefaultAttempts = 2
-	muslMaxTimeout      = 60
-	muslMaxAttempts     = 10
-)
-
-func intOption(c resolvconf.Config, name string, def, lo, hi int) int {
+func intOption(c resolvconf.Config, name string, def int) int {
 	v, ok := c.Option(name)
 	if !ok {
 		return def
@@ -406,20 +399,33 @@ func intOption(c resolvconf.Config, name string, def, lo, hi int) int {
 	if err != nil {
 		return def
 	}
-	return min(max(n, lo), hi)
+	return n
+}
+
+// LostReplyWait is what one lost query or reply costs resolver l reading conf: the per-try
+// timeout for glibc, the retransmit interval timeout/attempts for musl (internal/libc's retry
+// semantics, with each resolver's defaults and clamps).
+func LostReplyWait(l libc.Libc, c resolvconf.Config) time.Duration {
+	r := libc.About(l).Retry
+	return r.LostReplyWait(intOption(c, "timeout", r.Timeout.Default), intOption(c, "attempts", r.Attempts.Default))
 }
 
 // GlibcTimeout is how long glibc waits for the first nameserver's answer before it retries:
 // the timeout a lost query costs.
-func GlibcTimeout(c resolvconf.Config) time.Duration {
-	return time.Duration(intOption(c, "timeout", glibcDefaultTimeout, glibcMinTimeout, glibcMaxTimeout)) * time.Second
-}
+func GlibcTimeout(c resolvconf.Config) time.Duration { return LostReplyWait(libc.GLibc, c) }
 
 // MuslRetransmit is musl's retransmit interval, timeout/attempts: what a lost query costs.
-func MuslRetransmit(c resolvconf.Config) time.Duration {
-	timeout := intOption(c, "timeout", muslDefaultTimeout, 0, muslMaxTimeout)
-	attempts := intOption(c, "attempts", muslDefaultAttempts, 1, muslMaxAttempts)
-	return time.Duration(timeout) * time.Second / time.Duration(attempts)
+func MuslRetransmit(c resolvconf.Config) time.Duration { return LostReplyWait(libc.Musl, c) }
+
+// OutageWait is the longest a one-step lookup waits when every query is lost for o (a DNS
+// server restarting): the resolver resends every LostReplyWait, and the first resend after
+// the outage is answered.
+func OutageWait(l libc.Libc, c resolvconf.Config, o time.Duration) time.Duration {
+	w := LostReplyWait(l, c)
+	if w <= 0 {
+		return 0
+	}
+	return (o + w - 1) / w * w
 }
 
 // Check compares a measurement of a dns-tuner profile with the targets and returns what

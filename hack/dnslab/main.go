@@ -139,9 +139,12 @@ type row struct {
 	cells   []Cell
 }
 
-func (r row) options() string {
+func (r row) options() string { return options(r.conf) }
+
+// options is resolv.conf's options line without "options".
+func options(conf resolvconf.Config) string {
 	var s []string
-	for _, o := range r.conf.Options {
+	for _, o := range conf.Options {
 		s = append(s, resolvconf.OptionString(o))
 	}
 	return strings.Join(s, " ")
