@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(dir)
 	// Every namespace the kernel tests built is gone (their veths and rules with them).
-	if left, err := topo.List(); err != nil || len(left) > 0 {
+	if left, err := topo.Ours(); err != nil || len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "network namespaces left behind: %v %v\n", left, err)
 		code = 1
 	}

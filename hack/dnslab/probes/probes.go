@@ -144,7 +144,7 @@ type Where struct {
 	// NetNS is a network namespace (ip netns) the lab created and that has no way off the
 	// machine; empty: the host's, where only loopback nameservers are allowed.
 	NetNS string
-	// CPU pins the probe to one CPU (taskset); -1 or unset with Pin false: not pinned.
+	// CPU is the CPU the probe is pinned to (taskset) when Pin is set.
 	CPU int
 	Pin bool
 }

@@ -404,6 +404,18 @@ func List() ([]string, error) {
 	return out, nil
 }
 
+// Ours returns the namespaces this process created and has not deleted.
+func Ours() ([]string, error) {
+	names, err := List()
+	var out []string
+	for _, ns := range names {
+		if nsNameRE.FindStringSubmatch(ns)[1] == strconv.Itoa(os.Getpid()) {
+			out = append(out, ns)
+		}
+	}
+	return out, err
+}
+
 // RemoveStale deletes the namespaces of lab processes that are no longer running (killed
 // before they could clean up).
 func RemoveStale(ctx context.Context) error {
