@@ -118,7 +118,7 @@ func TestOutageFastRetry(t *testing.T) {
 	for i, r := range runs {
 		c := cells[i]
 		bound := OutageWait(r.Libc, r.Conf, o.Duration)
-		t.Logf("%s, %s (%s): p50 %s p99 %s max %s, %d stalls; bound %s", r.Libc, r.Profile, options(r.Conf), dur(c.Percentile(50)), dur(c.Percentile(99)), dur(c.Max()), c.Stalls(), dur(bound))
+		t.Logf("%s, %s (%s): p50 %s p99 %s max %s, %d stalls; bound %s", r.Libc, r.Profile, optionsOf(r.Conf), dur(c.Percentile(50)), dur(c.Percentile(99)), dur(c.Max()), c.Stalls(), dur(bound))
 		if c.Failed > 0 {
 			t.Errorf("%s, %s: %d of %d lookups failed", r.Libc, r.Profile, c.Failed, len(c.Latencies))
 		}
