@@ -148,15 +148,17 @@ func TestRandomLossP99(t *testing.T) {
 		c := cells[i]
 		w := LostReplyWait(r.Libc, r.Conf)
 		p99 := c.Percentile(99)
-		t.Logf("%s, %s: p50 %s p99 %s max %s, %d stalls; one wait %s", r.Libc, r.Profile, dur(c.Percentile(50)), dur(p99), dur(c.Max()), c.Stalls(), dur(w))
-		if c.Failed > 0 {
-			t.Errorf("%s, %s: %d of %d lookups failed", r.Libc, r.Profile, c.Failed, len(c.Latencies))
-		}
+		t.Logf("%s, %s: p50 %s p99 %s max %s, %d stalls, %d failed; one wait %s", r.Libc, r.Profile, dur(c.Percentile(50)), dur(p99), dur(c.Max()), c.Stalls(), c.Failed, dur(w))
 		if r.Profile == KubernetesDefault().Name {
+			// musl's default tries twice in 5 s: a query or reply lost twice fails the
+			// lookup, which the shipped profile's ten tries avoid.
 			if c.Max() < w-100*time.Millisecond {
 				t.Errorf("%s, Kubernetes default: slowest lookup %s, want at least one %s wait: nothing was lost", r.Libc, dur(c.Max()), dur(w))
 			}
 			continue
+		}
+		if c.Failed > 0 {
+			t.Errorf("%s, %s: %d of %d lookups failed", r.Libc, r.Profile, c.Failed, len(c.Latencies))
 		}
 		if p99 > w+loadSlack {
 			t.Errorf("%s, %s: p99 %s under 1%% loss, over one wait (%s)", r.Libc, r.Profile, dur(p99), dur(w))

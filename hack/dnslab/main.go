@@ -69,7 +69,7 @@ type options struct {
 func main() {
 	var o options
 	flag.IntVar(&o.n, "n", 100, "model backend: lookups per libc, profile and name")
-	flag.IntVar(&o.kernelN, "kernel-n", 600, "kernel backend: lookups per libc, profile and topology (the names in turn)")
+	flag.IntVar(&o.kernelN, "kernel-n", 2000, "kernel backend: lookups per libc, profile and topology (the names in turn)")
 	flag.IntVar(&o.outageN, "outage-n", 100, "outage scenario: lookups per libc and profile, spread over 2 s around the outage")
 	flag.IntVar(&o.lossN, "loss-n", 1000, "loss scenario: lookups per libc and profile")
 	flag.DurationVar(&o.delay, "delay", raceserver.DefaultDelay, "time the DNS server takes to answer")
