@@ -75,7 +75,7 @@ func main() {
 	flag.DurationVar(&o.delay, "delay", raceserver.DefaultDelay, "time the DNS server takes to answer")
 	flag.DurationVar(&o.window, "window", raceserver.DefaultWindow, "model backend: longest time a new conntrack entry stays unconfirmed (a same-socket query arriving before the first is answered, within this window, is dropped)")
 	flag.DurationVar(&o.spacing, "spacing", 5*time.Millisecond, "time between the starts of two lookups (each has its own thread, so stalled lookups overlap)")
-	flag.DurationVar(&o.kernelSpacing, "kernel-spacing", 2*time.Millisecond, "kernel backend: time between the starts of two lookups")
+	flag.DurationVar(&o.kernelSpacing, "kernel-spacing", 5*time.Millisecond, "kernel backend: time between the starts of two lookups")
 	flag.DurationVar(&o.outage, "outage", time.Second, "outage scenario: how long the DNS server is silent")
 	flag.Float64Var(&o.loss, "loss", 0.01, "loss scenario: probability that the node drops a UDP packet (each way)")
 	flag.StringVar(&o.format, "format", "text", "text or markdown")
@@ -243,7 +243,7 @@ func kernelRace(ctx context.Context, o options, set *probes.Set, pol *policy.Pol
 	t := table{
 		title: "Real kernel " + kernelRelease() + ": the A/AAAA race",
 		head: []string{"DNAT", "backends", "libc", "profile", "resolv.conf options", "lookups", "stalls > 1 s", "p50", "p99", "max",
-			"clash_resolve", "insert_failed", "drop"},
+			"clash_resolve", "insert_failed", "drop", "other losses"},
 	}
 	for _, d := range o.dnats {
 		for _, e := range o.endpoints {
@@ -253,7 +253,8 @@ func kernelRace(ctx context.Context, o options, set *probes.Set, pol *policy.Pol
 				return table{}, err
 			}
 			t.note = fmt.Sprintf("%d lookups per row (web, api.payments, example.com in turn), one starting every %s; DNS answers after %s; "+
-				"conntrack counters of the node over the row. Steering: %s", o.kernelN, o.kernelSpacing, raceserver.DefaultDelay, lab.Topo.Steering)
+				"conntrack counters of the node over the row; other losses: packets dropped because a socket's receive buffer "+
+				"(Udp RcvbufErrors of the pod and backends) or a CPU's backlog (softnet_stat, machine-wide) was full. Steering: %s", o.kernelN, o.kernelSpacing, raceserver.DefaultDelay, lab.Topo.Steering)
 			runs, err := KernelRuns(lab, pol, which)
 			if err == nil {
 				for _, r := range runs {
@@ -269,7 +270,7 @@ func kernelRace(ctx context.Context, o options, set *probes.Set, pol *policy.Pol
 					}
 					t.rows = append(t.rows, []string{string(d), strconv.Itoa(e), string(r.Libc), r.Profile, "`" + optionsOf(r.Conf) + "`",
 						strconv.Itoa(len(c.Latencies)), stalls(c), dur(c.Percentile(50)), dur(c.Percentile(99)), dur(c.Max()),
-						clash, strconv.FormatInt(ct.InsertFailed, 10), strconv.FormatInt(ct.Drop, 10)})
+						clash, strconv.FormatInt(ct.InsertFailed, 10), strconv.FormatInt(ct.Drop, 10), losses(res.Losses)})
 				}
 			}
 			lab.Close()
@@ -333,6 +334,21 @@ func lossScenarios(ctx context.Context, o options, set *probes.Set, pol *policy.
 func lossRow(r Run, c Cell) []string {
 	return []string{string(r.Libc), r.Profile, "`" + optionsOf(r.Conf) + "`", strconv.Itoa(len(c.Latencies)), strconv.Itoa(c.Failed),
 		stalls(c), dur(c.Percentile(50)), dur(c.Percentile(99)), dur(c.Max())}
+}
+
+// losses names the packets lost outside conntrack (a loaded machine), which also stall.
+func losses(l topo.Losses) string {
+	var s []string
+	if l.RcvbufErrors > 0 {
+		s = append(s, fmt.Sprintf("%d socket buffer", l.RcvbufErrors))
+	}
+	if l.Backlog > 0 {
+		s = append(s, fmt.Sprintf("%d CPU backlog", l.Backlog))
+	}
+	if len(s) == 0 {
+		return "0"
+	}
+	return strings.Join(s, ", ")
 }
 
 func stalls(c Cell) string { return strconv.Itoa(c.Stalls()) }

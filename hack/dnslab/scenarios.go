@@ -62,6 +62,7 @@ type RaceResult struct {
 	Run
 	Cell      Cell
 	Conntrack topo.Stats
+	Losses    topo.Losses
 }
 
 // MeasureRace looks up n names (the Lookups in turn) and reads the node's conntrack counters
@@ -75,6 +76,10 @@ func (l *Lab) MeasureRace(ctx context.Context, r Run, n int, spacing time.Durati
 	if err != nil {
 		return RaceResult{}, err
 	}
+	lostBefore, err := l.Topo.Losses(ctx)
+	if err != nil {
+		return RaceResult{}, err
+	}
 	c, err := l.MeasureNames(ctx, r.Libc, r.Conf, names, spacing)
 	if err != nil {
 		return RaceResult{}, err
@@ -83,7 +88,11 @@ func (l *Lab) MeasureRace(ctx context.Context, r Run, n int, spacing time.Durati
 	if err != nil {
 		return RaceResult{}, err
 	}
-	return RaceResult{Run: r, Cell: c, Conntrack: after.Sub(before)}, nil
+	lostAfter, err := l.Topo.Losses(ctx)
+	if err != nil {
+		return RaceResult{}, err
+	}
+	return RaceResult{Run: r, Cell: c, Conntrack: after.Sub(before), Losses: lostAfter.Sub(lostBefore)}, nil
 }
 
 // LossName is looked up in the loss scenarios: one search step, so one lost query or reply

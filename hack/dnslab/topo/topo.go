@@ -494,6 +494,66 @@ func parseStats(s string) (Stats, error) {
 	return st, nil
 }
 
+// Losses are packets lost outside conntrack, which also stall lookups: a DNS server's or a
+// resolver's socket receive buffer full (Udp RcvbufErrors of the pod and backend namespaces),
+// and the machine's per-CPU backlog full (/proc/net/softnet_stat, the whole machine's).
+type Losses struct {
+	RcvbufErrors, Backlog int64
+}
+
+// Sub returns l - o.
+func (l Losses) Sub(o Losses) Losses {
+	return Losses{RcvbufErrors: l.RcvbufErrors - o.RcvbufErrors, Backlog: l.Backlog - o.Backlog}
+}
+
+// Losses reads the counters of packets lost outside conntrack.
+func (t *Topology) Losses(ctx context.Context) (Losses, error) {
+	var l Losses
+	for _, ns := range append([]string{t.Pod}, t.Backends...) {
+		out, err := Exec(ctx, ns, "cat", "/proc/net/snmp").Output()
+		if err != nil {
+			return l, fmt.Errorf("reading UDP statistics of %s: %w", ns, err)
+		}
+		n, err := snmpUDP(string(out), "RcvbufErrors")
+		if err != nil {
+			return l, err
+		}
+		l.RcvbufErrors += n
+	}
+	b, err := os.ReadFile("/proc/net/softnet_stat")
+	if err != nil {
+		return l, err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			n, _ := strconv.ParseInt(f[1], 16, 64)
+			l.Backlog += n
+		}
+	}
+	return l, nil
+}
+
+// snmpUDP reads one Udp counter of /proc/net/snmp (a header line, then a values line).
+func snmpUDP(s, name string) (int64, error) {
+	var head []string
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if head == nil {
+			head = f
+			continue
+		}
+		for i, h := range head {
+			if h == name && i < len(f) {
+				return strconv.ParseInt(f[i], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no Udp %s in /proc/net/snmp", name)
+}
+
 // Do runs fn on an OS thread inside namespace ns: sockets fn opens belong to ns. The thread is
 // discarded afterwards rather than switched back.
 func Do(ns string, fn func() error) error {
