@@ -229,6 +229,9 @@ type Cell struct {
 	Queries   []int // queries the server received per lookup, retransmissions included
 	Dropped   []int // of those, lost to the race
 	Failed    int   // lookups that did not return an address
+	// Split counts the search steps whose queries (A and AAAA) reached different DNS
+	// backends: the race that only kernels ≥ 5.6 resolve.
+	Split int
 }
 
 // Percentile returns the p-th percentile latency (nearest rank).
@@ -292,6 +295,19 @@ func (l *Lab) MeasureNames(ctx context.Context, lc libc.Libc, conf resolvconf.Co
 			s := srv.Stats(tags[i])
 			st.Queries += s.Queries
 			st.Dropped += s.Dropped
+		}
+		if len(l.Servers) > 1 {
+			backends := map[string]int{}
+			for _, srv := range l.Servers {
+				for name := range srv.Asked(tags[i]) {
+					backends[name]++
+				}
+			}
+			for _, n := range backends {
+				if n > 1 {
+					c.Split++
+				}
+			}
 		}
 		c.Latencies = append(c.Latencies, r.Latency)
 		c.Queries = append(c.Queries, st.Queries)

@@ -243,7 +243,7 @@ func kernelRace(ctx context.Context, o options, set *probes.Set, pol *policy.Pol
 	t := table{
 		title: "Real kernel " + kernelRelease() + ": the A/AAAA race",
 		head: []string{"DNAT", "backends", "libc", "profile", "resolv.conf options", "lookups", "stalls > 1 s", "p50", "p99", "max",
-			"clash_resolve", "insert_failed", "drop", "other losses"},
+			"A/AAAA split across backends", "clash_resolve", "insert_failed", "drop", "other losses"},
 	}
 	for _, d := range o.dnats {
 		for _, e := range o.endpoints {
@@ -270,7 +270,7 @@ func kernelRace(ctx context.Context, o options, set *probes.Set, pol *policy.Pol
 					}
 					t.rows = append(t.rows, []string{string(d), strconv.Itoa(e), string(r.Libc), r.Profile, "`" + optionsOf(r.Conf) + "`",
 						strconv.Itoa(len(c.Latencies)), stalls(c), dur(c.Percentile(50)), dur(c.Percentile(99)), dur(c.Max()),
-						clash, strconv.FormatInt(ct.InsertFailed, 10), strconv.FormatInt(ct.Drop, 10), losses(res.Losses)})
+						strconv.Itoa(c.Split), clash, strconv.FormatInt(ct.InsertFailed, 10), strconv.FormatInt(ct.Drop, 10), losses(res.Losses)})
 				}
 			}
 			lab.Close()

@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
 	"strconv"
@@ -112,6 +113,7 @@ type Server struct {
 	silent  time.Time // queries arriving before this are read and ignored (Silence)
 	entries map[string]*entry
 	stats   map[uint64]*Stats
+	asked   map[uint64]map[string]int // per tag, queries per name (search step)
 	total   Stats
 	wg      sync.WaitGroup
 	closed  bool
@@ -123,7 +125,7 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Window <= 0 || cfg.Delay < 0 {
 		return nil, fmt.Errorf("window must be positive and delay not negative")
 	}
-	s := &Server{cfg: cfg, entries: map[string]*entry{}, stats: map[uint64]*Stats{}, names: map[string]net.IP{}}
+	s := &Server{cfg: cfg, entries: map[string]*entry{}, stats: map[uint64]*Stats{}, asked: map[uint64]map[string]int{}, names: map[string]net.IP{}}
 	for i, svc := range cfg.Services {
 		name, ns, ok := strings.Cut(svc, ".")
 		if !ok {
@@ -277,9 +279,20 @@ func (s *Server) isSilent(arrival int64) bool {
 	return arrival < s.silent.UnixNano()
 }
 
-func (s *Server) count(tag uint64, dropped, tcp, ignored bool) {
+// Asked returns, for one lookup tag, how many queries each name (each search step) received.
+func (s *Server) Asked(tag uint64) map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return maps.Clone(s.asked[tag])
+}
+
+func (s *Server) count(tag uint64, qname string, dropped, tcp, ignored bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.asked[tag] == nil {
+		s.asked[tag] = map[string]int{}
+	}
+	s.asked[tag][qname]++
 	st := s.stats[tag]
 	if st == nil {
 		st = &Stats{}
@@ -314,13 +327,14 @@ func (s *Server) serveUDP() {
 		if err := req.Unpack(buf[:n]); err != nil || len(req.Question) != 1 {
 			continue
 		}
-		_, tag := untag(strings.ToLower(req.Question[0].Name))
+		qname := strings.ToLower(req.Question[0].Name)
+		_, tag := untag(qname)
 		if s.isSilent(arrival) {
-			s.count(tag, false, false, true)
+			s.count(tag, qname, false, false, true)
 			continue
 		}
 		drop := !s.cfg.Plain && s.race(src.String(), req.Id, arrival)
-		s.count(tag, drop, false, false)
+		s.count(tag, qname, drop, false, false)
 		if time.Since(lastSweep) > s.cfg.Expire {
 			s.sweep(arrival)
 			lastSweep = time.Now()
@@ -392,12 +406,13 @@ func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
 	if len(req.Question) != 1 {
 		return
 	}
-	_, tag := untag(strings.ToLower(req.Question[0].Name))
+	qname := strings.ToLower(req.Question[0].Name)
+	_, tag := untag(qname)
 	if s.isSilent(time.Now().UnixNano()) {
-		s.count(tag, false, true, true)
+		s.count(tag, qname, false, true, true)
 		return // the client's TCP timeout, as with a server that does not answer
 	}
-	s.count(tag, false, true, false)
+	s.count(tag, qname, false, true, false)
 	time.Sleep(s.cfg.Delay)
 	_ = w.WriteMsg(s.answer(req))
 }
