@@ -96,8 +96,9 @@ func NewModelLab(set *probes.Set, cfg raceserver.Config) (*Lab, error) {
 }
 
 // NewKernelLab builds the real-kernel topology and starts a DNS server answering everything
-// (the race model off) in each backend namespace. Close tears it down.
-func NewKernelLab(ctx context.Context, set *probes.Set, tc topo.Config) (*Lab, error) {
+// (the race model off) after delay (0: raceserver.DefaultDelay) in each backend namespace.
+// Close tears it down.
+func NewKernelLab(ctx context.Context, set *probes.Set, tc topo.Config, delay time.Duration) (*Lab, error) {
 	t, err := topo.Create(ctx, tc)
 	if err != nil {
 		return nil, err
@@ -105,7 +106,7 @@ func NewKernelLab(ctx context.Context, set *probes.Set, tc topo.Config) (*Lab, e
 	l := &Lab{Backend: Kernel, Probes: set, Topo: t, Cluster: cluster(topo.ServiceIP),
 		where: probes.Where{NetNS: t.Pod, CPU: t.ProbeCPU, Pin: t.ProbeCPU >= 0}}
 	for i, ns := range t.Backends {
-		cfg := raceserver.Config{Addr: topo.BackendIP(i), Plain: true,
+		cfg := raceserver.Config{Addr: topo.BackendIP(i), Plain: true, Delay: delay,
 			InNamespace: func(fn func() error) error { return topo.Do(ns, fn) }}
 		zone(&cfg)
 		srv, err := raceserver.Start(cfg)
@@ -123,8 +124,9 @@ func NewKernelLab(ctx context.Context, set *probes.Set, tc topo.Config) (*Lab, e
 }
 
 // ready waits until a query from the pod reaches every backend through the Service IP. New
-// veths drop packets until the kernel activates their queues (link watch, up to a second):
-// measured, a batch started right away lost every first query and stalled 5 s.
+// veths can drop packets for a while after they come up (most likely until the kernel's
+// link-watch work activates their queues): once, a batch started right away lost every
+// first query and stalled 5 s.
 func (l *Lab) ready(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

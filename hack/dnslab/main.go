@@ -53,17 +53,18 @@ const (
 	ScenarioRace   = "race"   // the A/AAAA conntrack race, on each chosen backend
 	ScenarioOutage = "outage" // the DNS server silent for a while (kernel backend)
 	ScenarioLoss   = "loss"   // random packet loss (kernel backend)
+	ScenarioSlow   = "slow"   // DNS answers slower than a clashing conntrack entry lives (kernel backend, two backends)
 )
 
 type options struct {
-	n, kernelN, outageN, lossN int
-	delay, window, spacing     time.Duration
-	outage, kernelSpacing      time.Duration
-	loss                       float64
-	format, addr, config       string
-	libcs, backends, scenarios []string
-	dnats                      []topo.DNAT
-	endpoints                  []int
+	n, kernelN, outageN, lossN, slowN int
+	delay, window, spacing            time.Duration
+	outage, kernelSpacing             time.Duration
+	loss                              float64
+	format, addr, config              string
+	libcs, backends, scenarios        []string
+	dnats                             []topo.DNAT
+	endpoints                         []int
 }
 
 func main() {
@@ -72,6 +73,7 @@ func main() {
 	flag.IntVar(&o.kernelN, "kernel-n", 2000, "kernel backend: lookups per libc, profile and topology (the names in turn)")
 	flag.IntVar(&o.outageN, "outage-n", 100, "outage scenario: lookups per libc and profile, spread over 2 s around the outage")
 	flag.IntVar(&o.lossN, "loss-n", 1000, "loss scenario: lookups per libc and profile")
+	flag.IntVar(&o.slowN, "slow-n", 100, "slow scenario: lookups per libc and profile")
 	flag.DurationVar(&o.delay, "delay", raceserver.DefaultDelay, "time the DNS server takes to answer")
 	flag.DurationVar(&o.window, "window", raceserver.DefaultWindow, "model backend: longest time a new conntrack entry stays unconfirmed (a same-socket query arriving before the first is answered, within this window, is dropped)")
 	flag.DurationVar(&o.spacing, "spacing", 5*time.Millisecond, "time between the starts of two lookups (each has its own thread, so stalled lookups overlap)")
@@ -83,7 +85,7 @@ func main() {
 	flag.StringVar(&o.config, "config", "", "policy file whose profiles are measured (default: the embedded default policy)")
 	libcs := flag.String("libc", "glibc,musl,go", "resolvers to measure")
 	backends := flag.String("backend", "model,kernel", "where the race scenario runs: model (the race of kernels before 5.6), kernel (this kernel)")
-	scenarios := flag.String("scenarios", "race,outage,loss", "race (on each -backend); outage and loss (always on the kernel backend)")
+	scenarios := flag.String("scenarios", "race,slow,outage,loss", "race (on each -backend); slow, outage and loss (always on the kernel backend)")
 	dnats := flag.String("dnat", "iptables,nftables", "kernel backend: kube-proxy DNAT modes for the race scenario")
 	endpoints := flag.String("backends", "1,2", "kernel backend: DNS backends behind the Service for the race scenario")
 	flag.Parse()
@@ -122,8 +124,8 @@ func run(ctx context.Context, o options, w io.Writer) error {
 	if o.format != "text" && o.format != "markdown" {
 		return fmt.Errorf("-format must be text or markdown")
 	}
-	if o.n < 1 || o.kernelN < 1 || o.outageN < 1 || o.lossN < 1 {
-		return fmt.Errorf("-n, -kernel-n, -outage-n and -loss-n must be at least 1")
+	if o.n < 1 || o.kernelN < 1 || o.outageN < 1 || o.lossN < 1 || o.slowN < 1 {
+		return fmt.Errorf("-n, -kernel-n, -outage-n, -loss-n and -slow-n must be at least 1")
 	}
 	for _, b := range o.backends {
 		if b != string(Model) && b != string(Kernel) {
@@ -131,8 +133,8 @@ func run(ctx context.Context, o options, w io.Writer) error {
 		}
 	}
 	for _, s := range o.scenarios {
-		if s != ScenarioRace && s != ScenarioOutage && s != ScenarioLoss {
-			return fmt.Errorf("-scenarios: %q is not %s, %s or %s", s, ScenarioRace, ScenarioOutage, ScenarioLoss)
+		if s != ScenarioRace && s != ScenarioSlow && s != ScenarioOutage && s != ScenarioLoss {
+			return fmt.Errorf("-scenarios: %q is not %s, %s, %s or %s", s, ScenarioRace, ScenarioSlow, ScenarioOutage, ScenarioLoss)
 		}
 	}
 	pol := policy.Default()
@@ -173,6 +175,13 @@ func run(ctx context.Context, o options, w io.Writer) error {
 	}
 	if slices.Contains(o.scenarios, ScenarioRace) && slices.Contains(o.backends, string(Kernel)) {
 		t, err := kernelRace(ctx, o, set, pol, which)
+		if err != nil {
+			return err
+		}
+		tables = append(tables, t)
+	}
+	if slices.Contains(o.scenarios, ScenarioSlow) {
+		t, err := slowAnswers(ctx, o, set, pol, which)
 		if err != nil {
 			return err
 		}
@@ -238,39 +247,75 @@ func modelRace(ctx context.Context, o options, set *probes.Set, pol *policy.Poli
 	return t, nil
 }
 
+var raceHead = []string{"DNAT", "backends", "libc", "profile", "resolv.conf options", "lookups", "stalls > 1 s", "p50", "p99", "max",
+	"steps on both backends", "clash_resolve", "insert_failed", "drop", "other losses"}
+
+func raceRow(d topo.DNAT, backends int, res RaceResult) []string {
+	c, ct := res.Cell, res.Conntrack
+	clash := "unknown"
+	if ct.ClashResolve >= 0 {
+		clash = strconv.FormatInt(ct.ClashResolve, 10)
+	}
+	return []string{string(d), strconv.Itoa(backends), string(res.Libc), res.Profile, "`" + optionsOf(res.Conf) + "`",
+		strconv.Itoa(len(c.Latencies)), stalls(c), dur(c.Percentile(50)), dur(c.Percentile(99)), dur(c.Max()),
+		strconv.Itoa(c.Split), clash, strconv.FormatInt(ct.InsertFailed, 10), strconv.FormatInt(ct.Drop, 10), losses(res.Losses)}
+}
+
+// slowAnswers is the race with DNS answers slower than a clashing conntrack entry lives.
+func slowAnswers(ctx context.Context, o options, set *probes.Set, pol *policy.Policy, which []libc.Libc) (table, error) {
+	progress("kernel: answers after %s, 2 backends…", SlowAnswer)
+	lab, err := NewKernelLab(ctx, set, topo.Config{Backends: 2, DNAT: topo.IPTables}, SlowAnswer)
+	if err != nil {
+		return table{}, err
+	}
+	defer lab.Close()
+	runs, err := KernelRuns(lab, pol, which)
+	if err != nil {
+		return table{}, err
+	}
+	t := table{title: fmt.Sprintf("Real kernel %s: DNS answers after %s, two backends", kernelRelease(), SlowAnswer),
+		note: fmt.Sprintf("%d lookups of `%s` per row, one starting every 20ms; the DNS servers answer after %s, longer than the "+
+			"one second the kernel keeps the conntrack entry of a query that raced to a different backend", o.slowN, LossName, SlowAnswer),
+		head: raceHead}
+	for _, r := range runs {
+		progress("kernel: slow answers, %s, %s…", r.Libc, r.Profile)
+		res, err := lab.MeasureRace(ctx, r, slices.Repeat([]string{LossName}, o.slowN), 20*time.Millisecond)
+		if err != nil {
+			return table{}, err
+		}
+		t.rows = append(t.rows, raceRow(topo.IPTables, 2, res))
+	}
+	return t, nil
+}
+
 // kernelRace measures each topology × libc × profile on this kernel.
 func kernelRace(ctx context.Context, o options, set *probes.Set, pol *policy.Policy, which []libc.Libc) (table, error) {
 	t := table{
 		title: "Real kernel " + kernelRelease() + ": the A/AAAA race",
-		head: []string{"DNAT", "backends", "libc", "profile", "resolv.conf options", "lookups", "stalls > 1 s", "p50", "p99", "max",
-			"A/AAAA split across backends", "clash_resolve", "insert_failed", "drop", "other losses"},
+		head:  raceHead,
 	}
 	for _, d := range o.dnats {
 		for _, e := range o.endpoints {
 			progress("kernel: %s DNAT to %d backends…", d, e)
-			lab, err := NewKernelLab(ctx, set, topo.Config{Backends: e, DNAT: d})
+			lab, err := NewKernelLab(ctx, set, topo.Config{Backends: e, DNAT: d}, o.delay)
 			if err != nil {
 				return table{}, err
 			}
 			t.note = fmt.Sprintf("%d lookups per row (web, api.payments, example.com in turn), one starting every %s; DNS answers after %s; "+
 				"conntrack counters of the node over the row; other losses: packets dropped because a socket's receive buffer "+
-				"(Udp RcvbufErrors of the pod and backends) or a CPU's backlog (softnet_stat, machine-wide) was full. Steering: %s", o.kernelN, o.kernelSpacing, raceserver.DefaultDelay, lab.Topo.Steering)
+				"(Udp RcvbufErrors of the pod and backends) or a CPU's backlog (softnet_stat, machine-wide) was full, "+
+				"and replies with no socket in the pod (Udp NoPorts: not translated back to the Service IP, or after the resolver gave up); "+
+				"steps on both backends: search steps whose queries reached both DNS backends (for glibc's default and musl, "+
+				"a pair that raced to different backends). Steering: %s", o.kernelN, o.kernelSpacing, o.delay, lab.Topo.Steering)
 			runs, err := KernelRuns(lab, pol, which)
 			if err == nil {
 				for _, r := range runs {
 					progress("kernel: %s, %d backends, %s, %s…", d, e, r.Libc, r.Profile)
 					var res RaceResult
-					if res, err = lab.MeasureRace(ctx, r, o.kernelN, o.kernelSpacing); err != nil {
+					if res, err = lab.MeasureRace(ctx, r, InTurn(o.kernelN), o.kernelSpacing); err != nil {
 						break
 					}
-					c, ct := res.Cell, res.Conntrack
-					clash := "unknown"
-					if ct.ClashResolve >= 0 {
-						clash = strconv.FormatInt(ct.ClashResolve, 10)
-					}
-					t.rows = append(t.rows, []string{string(d), strconv.Itoa(e), string(r.Libc), r.Profile, "`" + optionsOf(r.Conf) + "`",
-						strconv.Itoa(len(c.Latencies)), stalls(c), dur(c.Percentile(50)), dur(c.Percentile(99)), dur(c.Max()),
-						strconv.Itoa(c.Split), clash, strconv.FormatInt(ct.InsertFailed, 10), strconv.FormatInt(ct.Drop, 10), losses(res.Losses)})
+					t.rows = append(t.rows, raceRow(d, e, res))
 				}
 			}
 			lab.Close()
@@ -285,7 +330,7 @@ func kernelRace(ctx context.Context, o options, set *probes.Set, pol *policy.Pol
 // lossScenarios measures the outage and random loss on one iptables DNAT to one backend.
 func lossScenarios(ctx context.Context, o options, set *probes.Set, pol *policy.Policy, which []libc.Libc) ([]table, error) {
 	progress("kernel: loss scenarios…")
-	lab, err := NewKernelLab(ctx, set, topo.Config{Backends: 1, DNAT: topo.IPTables})
+	lab, err := NewKernelLab(ctx, set, topo.Config{Backends: 1, DNAT: topo.IPTables}, o.delay)
 	if err != nil {
 		return nil, err
 	}
@@ -344,6 +389,9 @@ func losses(l topo.Losses) string {
 	}
 	if l.Backlog > 0 {
 		s = append(s, fmt.Sprintf("%d CPU backlog", l.Backlog))
+	}
+	if l.NoSocket > 0 {
+		s = append(s, fmt.Sprintf("%d replies with no socket", l.NoSocket))
 	}
 	if len(s) == 0 {
 		return "0"

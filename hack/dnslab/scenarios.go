@@ -65,13 +65,18 @@ type RaceResult struct {
 	Losses    topo.Losses
 }
 
-// MeasureRace looks up n names (the Lookups in turn) and reads the node's conntrack counters
-// before and after.
-func (l *Lab) MeasureRace(ctx context.Context, r Run, n int, spacing time.Duration) (RaceResult, error) {
+// InTurn is n lookups of the Lookups in turn.
+func InTurn(n int) []string {
 	names := make([]string, n)
 	for i := range names {
 		names[i] = Lookups[i%len(Lookups)].Name
 	}
+	return names
+}
+
+// MeasureRace looks the names up and reads the node's conntrack counters and the other
+// losses before and after.
+func (l *Lab) MeasureRace(ctx context.Context, r Run, names []string, spacing time.Duration) (RaceResult, error) {
 	before, err := l.Conntrack(ctx)
 	if err != nil {
 		return RaceResult{}, err
@@ -94,6 +99,12 @@ func (l *Lab) MeasureRace(ctx context.Context, r Run, n int, spacing time.Durati
 	}
 	return RaceResult{Run: r, Cell: c, Conntrack: after.Sub(before), Losses: lostAfter.Sub(lostBefore)}, nil
 }
+
+// SlowAnswer is slower than the one second the kernel keeps the conntrack entry of a query
+// that lost the race to a different backend (nf_ct_resolve_clash_harder: timeout HZ, removed
+// on the first reply): a slower answer finds it gone, is not translated back to the Service
+// IP, and is lost. CoreDNS forwarding an uncached name upstream can take that long.
+const SlowAnswer = 1200 * time.Millisecond
 
 // LossName is looked up in the loss scenarios: one search step, so one lost query or reply
 // costs one wait.

@@ -494,16 +494,22 @@ func parseStats(s string) (Stats, error) {
 	return st, nil
 }
 
-// Losses are packets lost outside conntrack, which also stall lookups: a DNS server's or a
-// resolver's socket receive buffer full (Udp RcvbufErrors of the pod and backend namespaces),
-// and the machine's per-CPU backlog full (/proc/net/softnet_stat, the whole machine's).
+// Losses are packets lost outside the conntrack counters, which also stall lookups: a DNS
+// server's or a resolver's socket receive buffer full (Udp RcvbufErrors of the pod and
+// backend namespaces), the machine's per-CPU backlog full (/proc/net/softnet_stat, the whole
+// machine's), and replies that reach the pod with no socket to take them (Udp NoPorts of the
+// pod): either a reply the node did not translate back to the Service IP, which does not
+// match glibc's connected socket (a clashing conntrack entry, which the kernel keeps for one
+// second only, expired before the answer came; musl's unconnected socket takes such a reply
+// and ignores it, so it is not counted), or a reply that came after the resolver gave up.
 type Losses struct {
-	RcvbufErrors, Backlog int64
+	RcvbufErrors, Backlog, NoSocket int64
 }
 
 // Sub returns l - o.
 func (l Losses) Sub(o Losses) Losses {
-	return Losses{RcvbufErrors: l.RcvbufErrors - o.RcvbufErrors, Backlog: l.Backlog - o.Backlog}
+	return Losses{RcvbufErrors: l.RcvbufErrors - o.RcvbufErrors, Backlog: l.Backlog - o.Backlog,
+		NoSocket: l.NoSocket - o.NoSocket}
 }
 
 // Losses reads the counters of packets lost outside conntrack.
@@ -519,6 +525,11 @@ func (t *Topology) Losses(ctx context.Context) (Losses, error) {
 			return l, err
 		}
 		l.RcvbufErrors += n
+		if ns == t.Pod {
+			if l.NoSocket, err = snmpUDP(string(out), "NoPorts"); err != nil {
+				return l, err
+			}
+		}
 	}
 	b, err := os.ReadFile("/proc/net/softnet_stat")
 	if err != nil {
