@@ -173,8 +173,8 @@ func TestRandomLossP99(t *testing.T) {
 	}
 }
 
-// The kernel keeps the conntrack entry of a query that raced to a different backend for one
-// second only: a DNS answer slower than that is not translated back and is lost, so glibc's
+// The kernel keeps the conntrack entry of a query that raced to a different backend for about
+// a second only: a DNS answer slower than that is not translated back and is lost, so glibc's
 // default stalls even on this kernel, with two backends. The shipped glibc profile sends A
 // and AAAA one after the other (single-request-reopen), so nothing races and nothing is lost.
 func TestSlowAnswersOnTwoBackends(t *testing.T) {

@@ -499,9 +499,10 @@ func parseStats(s string) (Stats, error) {
 // backend namespaces), the machine's per-CPU backlog full (/proc/net/softnet_stat, the whole
 // machine's), and replies that reach the pod with no socket to take them (Udp NoPorts of the
 // pod): either a reply the node did not translate back to the Service IP, which does not
-// match glibc's connected socket (a clashing conntrack entry, which the kernel keeps for one
-// second only, expired before the answer came; musl's unconnected socket takes such a reply
-// and ignores it, so it is not counted), or a reply that came after the resolver gave up.
+// match glibc's connected socket (a clashing conntrack entry, which the kernel keeps for
+// about a second, expired before the answer came; musl's unconnected socket takes such a
+// reply and ignores it, so it is not counted), or a reply that came after the resolver gave
+// up.
 type Losses struct {
 	RcvbufErrors, Backlog, NoSocket int64
 }
