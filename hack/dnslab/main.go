@@ -275,7 +275,7 @@ func slowAnswers(ctx context.Context, o options, set *probes.Set, pol *policy.Po
 	}
 	t := table{title: fmt.Sprintf("Real kernel %s: DNS answers after %s, two backends", kernelRelease(), SlowAnswer),
 		note: fmt.Sprintf("%d lookups of `%s` per row, one starting every 20ms; the DNS servers answer after %s, longer than the "+
-			"about one second the kernel keeps the conntrack entry of a query that raced to a different backend", o.slowN, LossName, SlowAnswer),
+			"conntrack entry of a query that raced to a different backend lives (about one second)", o.slowN, LossName, SlowAnswer),
 		head: raceHead}
 	for _, r := range runs {
 		progress("kernel: slow answers, %s, %s…", r.Libc, r.Profile)
