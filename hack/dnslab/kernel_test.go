@@ -10,6 +10,7 @@ import (
 	"github.com/dns-tuner/dns-tuner/hack/dnslab/topo"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
+	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
 )
 
 // These tests run the real glibc and musl resolvers in network namespaces on this machine's
@@ -170,6 +171,9 @@ func TestRandomLossP99(t *testing.T) {
 		if p99 > w+loadSlack {
 			t.Errorf("%s, %s: p99 %s under 1%% loss, over one wait (%s)", r.Libc, r.Profile, dur(p99), dur(w))
 		}
+		if def := LostReplyWait(r.Libc, defaultConf(runs, r.Libc)); w >= def {
+			t.Errorf("%s, %s: a lost packet costs %s, no better than the Kubernetes default's %s", r.Libc, r.Profile, dur(w), dur(def))
+		}
 	}
 }
 
@@ -204,4 +208,14 @@ func TestSlowAnswersOnTwoBackends(t *testing.T) {
 			t.Errorf("%s: slowest lookup %s (%d failed), want both queries answered in turn within %s", r.Profile, dur(c.Max()), c.Failed, dur(limit))
 		}
 	}
+}
+
+// defaultConf is the Kubernetes default's resolv.conf for lc among runs.
+func defaultConf(runs []Run, lc libc.Libc) resolvconf.Config {
+	for _, r := range runs {
+		if r.Libc == lc && r.Profile == KubernetesDefault().Name {
+			return r.Conf
+		}
+	}
+	return resolvconf.Config{}
 }
