@@ -11,6 +11,7 @@ import (
 
 	"github.com/dns-tuner/dns-tuner/hack/dnslab/probes"
 	"github.com/dns-tuner/dns-tuner/hack/dnslab/raceserver"
+	"github.com/dns-tuner/dns-tuner/hack/dnslab/topo"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
 	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
@@ -41,6 +42,11 @@ func TestMain(m *testing.M) {
 		lab.Close()
 	}
 	os.RemoveAll(dir)
+	// Every namespace the kernel tests built is gone (their veths and rules with them).
+	if left, err := topo.Ours(); err != nil || len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "network namespaces left behind: %v %v\n", left, err)
+		code = 1
+	}
 	os.Exit(code)
 }
 

@@ -139,16 +139,34 @@ if [ -e /etc/nsswitch.conf ]; then mount --bind "$3" /etc/nsswitch.conf; fi
 shift 3
 exec "$@"`
 
+// Where is where a batch of lookups runs.
+type Where struct {
+	// NetNS is a network namespace (ip netns) the lab created and that has no way off the
+	// machine; empty: the host's, where only loopback nameservers are allowed.
+	NetNS string
+	// CPU is the CPU the probe is pinned to (taskset) when Pin is set.
+	CPU int
+	Pin bool
+}
+
 // Run looks each name up once with the resolver of l reading resolvConf, starting a lookup
 // every spacing (each on its own thread, so slow lookups overlap). The resolv.conf must name
 // only loopback nameservers, so no lookup can leave the machine.
 func (s *Set) Run(ctx context.Context, l libc.Libc, resolvConf string, spacing time.Duration, names []string) ([]Result, error) {
+	return s.RunIn(ctx, Where{}, l, resolvConf, spacing, names)
+}
+
+// RunIn is Run in a network namespace the lab built (any nameserver: the namespace cannot
+// reach outside the machine), optionally pinned to a CPU.
+func (s *Set) RunIn(ctx context.Context, w Where, l libc.Libc, resolvConf string, spacing time.Duration, names []string) ([]Result, error) {
 	bin, ok := s.bin[l]
 	if !ok {
 		return nil, fmt.Errorf("no %s probe built", l)
 	}
-	if err := loopbackOnly(resolvConf); err != nil {
-		return nil, err
+	if w.NetNS == "" {
+		if err := loopbackOnly(resolvConf); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp(s.dir, "run-")
 	if err != nil {
@@ -161,9 +179,15 @@ func (s *Set) Run(ctx context.Context, l libc.Libc, resolvConf string, spacing t
 			return nil, err
 		}
 	}
-	args := append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh"}, files...)
+	args := append([]string{"unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"}, files...)
 	args = append(append(args, bin, strconv.FormatInt(spacing.Microseconds(), 10)), names...)
-	cmd := exec.CommandContext(ctx, "unshare", args...)
+	if w.Pin {
+		args = append([]string{"taskset", "-c", strconv.Itoa(w.CPU)}, args...)
+	}
+	if w.NetNS != "" {
+		args = append([]string{"ip", "netns", "exec", w.NetNS}, args...)
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "GODEBUG=netdns=go")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -1,5 +1,6 @@
 // Package raceserver is a DNS server that models the conntrack insert race behind the 5 s
-// (glibc) and 2.5 s (musl) lookup stalls in Kubernetes pods.
+// (glibc) and 2.5 s (musl) lookup stalls in Kubernetes pods on kernels before 5.6, where the
+// race drops a packet. With Config.Plain it answers everything, for the real-kernel lab.
 //
 // Both queries of a getaddrinfo() leave one UDP socket back to back. The kube-dns Service
 // DNATs them, and the two packets race to insert the same conntrack entry: the loser is
@@ -15,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
 	"strconv"
@@ -49,6 +51,13 @@ type Config struct {
 	Services []string
 	// External names resolve as themselves (what CoreDNS would forward upstream).
 	External []string
+	// Plain turns the race model off: every query is answered. The real-kernel lab uses it,
+	// where the kernel does the racing.
+	Plain bool
+	// InNamespace, when set, opens the sockets inside a network namespace (it runs the given
+	// function there). Addr may then be any IPv4 address of that namespace, and no other
+	// address is tried.
+	InNamespace func(func() error) error
 }
 
 // Defaults.
@@ -82,6 +91,7 @@ type Stats struct {
 	Queries int // every query received, UDP and TCP, retransmissions included
 	Dropped int // queries lost to the race
 	TCP     int // queries received over TCP
+	Ignored int // queries received while the server was silent
 }
 
 type entry struct {
@@ -100,8 +110,10 @@ type Server struct {
 	names map[string]net.IP
 
 	mu      sync.Mutex
+	silent  time.Time // queries arriving before this are read and ignored (Silence)
 	entries map[string]*entry
 	stats   map[uint64]*Stats
+	asked   map[uint64]map[string]int // per tag, queries per name (search step)
 	total   Stats
 	wg      sync.WaitGroup
 	closed  bool
@@ -113,7 +125,7 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Window <= 0 || cfg.Delay < 0 {
 		return nil, fmt.Errorf("window must be positive and delay not negative")
 	}
-	s := &Server{cfg: cfg, entries: map[string]*entry{}, stats: map[uint64]*Stats{}, names: map[string]net.IP{}}
+	s := &Server{cfg: cfg, entries: map[string]*entry{}, stats: map[uint64]*Stats{}, asked: map[uint64]map[string]int{}, names: map[string]net.IP{}}
 	for i, svc := range cfg.Services {
 		name, ns, ok := strings.Cut(svc, ".")
 		if !ok {
@@ -126,21 +138,30 @@ func Start(cfg Config) (*Server, error) {
 	}
 
 	ip := net.ParseIP(cfg.Addr).To4()
-	if ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("address %q is not an IPv4 loopback address", cfg.Addr)
-	}
-	var err error
-	for try := 0; try < 64; try++ {
-		if err = s.listen(ip.String()); err == nil {
-			break
+	if cfg.InNamespace != nil {
+		if ip == nil {
+			return nil, fmt.Errorf("address %q is not an IPv4 address", cfg.Addr)
 		}
-		if !errors.Is(err, syscall.EADDRINUSE) {
+		if err := cfg.InNamespace(func() error { return s.listen(ip.String()) }); err != nil {
 			return nil, err
 		}
-		ip[3]++
-	}
-	if err != nil {
-		return nil, err
+	} else {
+		if ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("address %q is not an IPv4 loopback address", cfg.Addr)
+		}
+		var err error
+		for try := 0; try < 64; try++ {
+			if err = s.listen(ip.String()); err == nil {
+				break
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				return nil, err
+			}
+			ip[3]++
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	s.wg.Add(1)
 	go s.serveUDP()
@@ -159,6 +180,12 @@ func (s *Server) listen(ip string) error {
 		var serr error
 		err = raw.Control(func(fd uintptr) {
 			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
+			// A large receive buffer, as a busy DNS server has: thousands of lookups a second
+			// on a loaded machine otherwise overflow the default and lose queries that have
+			// nothing to do with the race (measured: 5 s stalls even for Go).
+			if serr == nil {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, 8<<20)
+			}
 		})
 		if err == nil {
 			err = serr
@@ -238,9 +265,34 @@ func untag(qname string) (string, uint64) {
 	return m[1] + m[3], tag
 }
 
-func (s *Server) count(tag uint64, dropped, tcp bool) {
+// Silence makes the server read and ignore every query for d from now, as a DNS server that
+// restarts (or a backend that disappears) does: queries are lost, not refused.
+func (s *Server) Silence(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.silent = time.Now().Add(d)
+}
+
+func (s *Server) isSilent(arrival int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return arrival < s.silent.UnixNano()
+}
+
+// Asked returns, for one lookup tag, how many queries each name (each search step) received.
+func (s *Server) Asked(tag uint64) map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.asked[tag])
+}
+
+func (s *Server) count(tag uint64, qname string, dropped, tcp, ignored bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.asked[tag] == nil {
+		s.asked[tag] = map[string]int{}
+	}
+	s.asked[tag][qname]++
 	st := s.stats[tag]
 	if st == nil {
 		st = &Stats{}
@@ -253,6 +305,9 @@ func (s *Server) count(tag uint64, dropped, tcp bool) {
 		}
 		if tcp {
 			c.TCP++
+		}
+		if ignored {
+			c.Ignored++
 		}
 	}
 }
@@ -272,9 +327,14 @@ func (s *Server) serveUDP() {
 		if err := req.Unpack(buf[:n]); err != nil || len(req.Question) != 1 {
 			continue
 		}
-		_, tag := untag(strings.ToLower(req.Question[0].Name))
-		drop := s.race(src.String(), req.Id, arrival)
-		s.count(tag, drop, false)
+		qname := strings.ToLower(req.Question[0].Name)
+		_, tag := untag(qname)
+		if s.isSilent(arrival) {
+			s.count(tag, qname, false, false, true)
+			continue
+		}
+		drop := !s.cfg.Plain && s.race(src.String(), req.Id, arrival)
+		s.count(tag, qname, drop, false, false)
 		if time.Since(lastSweep) > s.cfg.Expire {
 			s.sweep(arrival)
 			lastSweep = time.Now()
@@ -346,8 +406,13 @@ func (s *Server) serveTCP(w dns.ResponseWriter, req *dns.Msg) {
 	if len(req.Question) != 1 {
 		return
 	}
-	_, tag := untag(strings.ToLower(req.Question[0].Name))
-	s.count(tag, false, true)
+	qname := strings.ToLower(req.Question[0].Name)
+	_, tag := untag(qname)
+	if s.isSilent(time.Now().UnixNano()) {
+		s.count(tag, qname, false, true, true)
+		return // the client's TCP timeout, as with a server that does not answer
+	}
+	s.count(tag, qname, false, true, false)
 	time.Sleep(s.cfg.Delay)
 	_ = w.WriteMsg(s.answer(req))
 }

@@ -188,3 +188,69 @@ func TestTag(t *testing.T) {
 		}
 	}
 }
+
+func startCfg(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if testing.Short() {
+			t.Skip("binding port 53 needs root")
+		}
+		t.Fatal("binding port 53 needs root (run as root, or with -short to skip)")
+	}
+	cfg.Services = []string{"web.default"}
+	s, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Plain (the real-kernel lab's server) answers a parallel pair from one socket: the kernel,
+// not the server, does the racing there.
+func TestPlainAnswersEverything(t *testing.T) {
+	s := startCfg(t, Config{Plain: true})
+	name := Tag("web", 9) + ".default.svc.cluster.local"
+	got := exchange(t, dial(t, s), false, 300*time.Millisecond, query(name, dns.TypeA, 1), query(name, dns.TypeAAAA, 2))
+	if len(got) != 2 {
+		t.Fatalf("%d answers, want 2", len(got))
+	}
+	if st := s.Stats(9); st.Queries != 2 || st.Dropped != 0 {
+		t.Errorf("stats %+v, want 2 queries, none dropped", st)
+	}
+}
+
+// A silent server (a restart) reads and ignores queries for the given time, then answers
+// again: the queries are lost, not refused.
+func TestSilence(t *testing.T) {
+	s := startCfg(t, Config{Plain: true})
+	conn := dial(t, s)
+	name := Tag("web", 11) + ".default.svc.cluster.local"
+	s.Silence(300 * time.Millisecond)
+	if got := exchange(t, conn, false, 100*time.Millisecond, query(name, dns.TypeA, 1)); len(got) != 0 {
+		t.Fatalf("answered while silent: %v", got)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := exchange(t, conn, false, 300*time.Millisecond, query(name, dns.TypeA, 2)); len(got) != 1 {
+		t.Fatalf("%d answers after the silence, want 1", len(got))
+	}
+	if st := s.Stats(11); st.Queries != 2 || st.Ignored != 1 {
+		t.Errorf("stats %+v, want 2 queries, 1 ignored", st)
+	}
+}
+
+// In a namespace, the server takes the address it is given (no loopback check, no other
+// address tried) and opens its sockets through InNamespace.
+func TestInNamespace(t *testing.T) {
+	called := false
+	s := startCfg(t, Config{Addr: "127.0.10.200", Plain: true, InNamespace: func(fn func() error) error {
+		called = true
+		return fn()
+	}})
+	if !called || s.IP() != "127.0.10.200" {
+		t.Errorf("InNamespace called %v, listening on %s", called, s.IP())
+	}
+	if _, err := Start(Config{Addr: "not-an-ip", InNamespace: func(fn func() error) error { return fn() }}); err == nil {
+		t.Error("a bad address was accepted")
+	}
+}
