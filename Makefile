@@ -28,9 +28,10 @@ envtest: ## kube-apiserver and etcd into bin/k8s: setup-envtest download, else b
 tools: ## helm, kustomize and CRDs into bin/, from the Go module proxy
 	hack/tools.sh
 
-test: deps envtest tools vet fmt build ## Everything CI runs: unit, envtest, real resolvers and images, deployment checks
+test: deps envtest tools vet fmt build ## Everything CI runs: unit, envtest, real resolvers and images, deployment checks, the real cluster
 	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) go test $(GO_TEST_FLAGS) ./...
 	hack/render-check.sh
+	$(MAKE) e2e-cluster
 
 unit: ## Fast tests: go test -short ./... (no control plane, no root, no image builds)
 	go test -short ./...
