@@ -19,8 +19,8 @@ import (
 // with both clash fixes gets fast retry only, one that may land on a 5.4 node gets the race
 // fix, each with the facts in its annotation, and pods are counted by risk.
 func TestHandleWithFacts(t *testing.T) {
-	facts := &cluster.Snapshot{Synced: true, Proxy: cluster.ProxyIPTables, DNSEndpoints: 2, Nodes: []cluster.Node{
-		{Name: "old", Labels: map[string]string{"pool": "old"}, Kernel: cluster.ParseKernel("5.4.0-1103-aws")},
+	facts := &cluster.Snapshot{Synced: true, Proxy: cluster.ProxyIPTables, DNSEndpoints: 1, Nodes: []cluster.Node{
+		{Name: "old", Labels: map[string]string{"pool": "old"}, Kernel: cluster.ParseKernel("4.14.35")},
 		{Name: "new", Labels: map[string]string{"pool": "new"}, Kernel: cluster.ParseKernel("6.1.0-25-cloud-amd64")},
 	}}
 	m := newMutator(t, byImage(map[string]libc.Libc{"glibc-app": libc.GLibc}), nil, nil)
@@ -35,7 +35,7 @@ func TestHandleWithFacts(t *testing.T) {
 		{"confined to new kernels", map[string]string{"pool": "new"}, `[{"name":"timeout","value":"2"},{"name":"attempts","value":"3"}]`,
 			"not needed: all 1 nodes the pod can land on run 6.1.0-25-cloud-amd64", "not_exposed"},
 		{"anywhere", nil, `[{"name":"single-request-reopen"},{"name":"timeout","value":"2"},{"name":"attempts","value":"3"}]`,
-			"needed: 1 of 2 nodes run 5.4.0-1103-aws with kube-proxy iptables and 2 DNS endpoints: exposed", "protected"},
+			"needed: 1 of 2 nodes run 4.14.35 with kube-proxy iptables and 1 DNS endpoint: exposed", "protected"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -204,7 +204,7 @@ func TestExplainWithFacts(t *testing.T) {
 	}
 	det := byImage{"glibc-app": libc.GLibc, "musl-app": libc.Musl, "go-app": libc.Go}
 	dns := resolvconf.ClusterDNS{Nameservers: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"}
-	facts := &cluster.Snapshot{Synced: true, Proxy: cluster.ProxyNFTables, DNSEndpoints: 2, Nodes: []cluster.Node{
+	facts := &cluster.Snapshot{Synced: true, Proxy: cluster.ProxyNFTables, DNSEndpoints: 1, Nodes: []cluster.Node{
 		{Name: "a", Kernel: cluster.ParseKernel("6.1.0-25-cloud-amd64")}, {Name: "b", Kernel: cluster.ParseKernel("6.1.0-25-cloud-amd64")},
 	}}
 	in := ins[0]
@@ -213,7 +213,7 @@ func TestExplainWithFacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.RaceFix.Wanted || !strings.HasPrefix(r.RaceFix.Why, "not needed: all 2 nodes run 6.1.0-25-cloud-amd64 with kube-proxy nftables and 2 DNS endpoints") {
+	if r.RaceFix.Wanted || !strings.HasPrefix(r.RaceFix.Why, "not needed: all 2 nodes run 6.1.0-25-cloud-amd64 with kube-proxy nftables and 1 DNS endpoint") {
 		t.Errorf("race fix = %+v", r.RaceFix)
 	}
 	if !strings.Contains(r.Enforced, "options ndots:5 timeout:2 attempts:3\n") {

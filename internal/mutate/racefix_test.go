@@ -14,8 +14,8 @@ import (
 )
 
 var (
-	oldNodes = &cluster.Snapshot{Synced: true, Proxy: cluster.ProxyIPTables, DNSEndpoints: 2, Nodes: []cluster.Node{
-		{Name: "a", Labels: map[string]string{"pool": "old"}, Kernel: cluster.ParseKernel("5.4.0-1103-aws")},
+	oldNodes = &cluster.Snapshot{Synced: true, Proxy: cluster.ProxyIPTables, DNSEndpoints: 1, Nodes: []cluster.Node{
+		{Name: "a", Labels: map[string]string{"pool": "old"}, Kernel: cluster.ParseKernel("4.14.35")},
 		{Name: "b", Labels: map[string]string{"pool": "new"}, Kernel: cluster.ParseKernel("6.1.0-25-cloud-amd64")},
 	}}
 	exposed    = oldNodes.Exposure(cluster.Placement{})
@@ -41,7 +41,7 @@ func TestDecideRaceFix(t *testing.T) {
 		risk       string
 	}{
 		{"auto, exposed", with(policy.RaceFixAuto), exposed, containers("app", "glibc"), "single-request-reopen,timeout:2,attempts:3",
-			"needed: 1 of 2 nodes run 5.4.0-1103-aws with kube-proxy iptables and 2 DNS endpoints: exposed", RiskProtected},
+			"needed: 1 of 2 nodes run 4.14.35 with kube-proxy iptables and 1 DNS endpoint: exposed", RiskProtected},
 		{"auto, not exposed", with(policy.RaceFixAuto), notExposed, containers("app", "glibc"), "timeout:2,attempts:3",
 			"not needed: all 1 nodes the pod can land on run 6.1.0-25-cloud-amd64", RiskNotExposed},
 		{"auto, no facts", with(policy.RaceFixAuto), cluster.Unknown, containers("app", "glibc"), "single-request-reopen,timeout:2,attempts:3",
