@@ -270,10 +270,10 @@ func decide(ctx context.Context, o Options, g Group) (Workload, []libc.Libc, err
 		out := Container{Name: c.Name, Init: c.Init, Image: image(pod, c.Name), Libc: v.Libc, Version: v.Version,
 			Source: v.Source, Evidence: v.Evidence, Reason: v.Reason, Digest: v.Digest}
 		if i < len(now.Costs) && now.Costs[i].Known {
-			out.WorstCase, out.LostReply = now.Costs[i].WorstCase.Seconds(), now.Costs[i].Retransmit.Seconds()
+			out.WorstCase, out.LostReply = seconds(now.Costs[i].WorstCase), seconds(now.Costs[i].Retransmit)
 		}
 		if i < len(enf.Costs) && enf.Costs[i].Known {
-			out.WorstCaseEnforced, out.LostReplyEnforced = enf.Costs[i].WorstCase.Seconds(), enf.Costs[i].Retransmit.Seconds()
+			out.WorstCaseEnforced, out.LostReplyEnforced = seconds(enf.Costs[i].WorstCase), seconds(enf.Costs[i].Retransmit)
 		}
 		w.Containers = append(w.Containers, out)
 		if !seen[v.Libc] {
@@ -283,6 +283,9 @@ func decide(ctx context.Context, o Options, g Group) (Workload, []libc.Libc, err
 	}
 	return w, libcs, nil
 }
+
+// seconds to the millisecond, so JSON and the table do not print 0.666666666.
+func seconds(d time.Duration) float64 { return d.Round(time.Millisecond).Seconds() }
 
 // facts keeps a nil snapshot a nil interface, which mutate reads as "nothing known".
 func facts(s *cluster.Snapshot) cluster.Facts {

@@ -122,7 +122,10 @@ func PrintText(w io.Writer, r Report) error {
 			if wl.RiskEnforced != wl.Risk {
 				fmt.Fprintf(&b, " → %s under enforce", wl.RiskEnforced)
 			}
-			fmt.Fprintf(&b, " (%s)\n", wl.Exposure)
+			if wl.Exposure != s.Exposure { // confined to some nodes
+				fmt.Fprintf(&b, " (%s)", wl.Exposure)
+			}
+			b.WriteString("\n")
 		}
 	}
 	_, err := io.WriteString(w, b.String())
