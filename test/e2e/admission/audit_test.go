@@ -228,4 +228,3 @@ func compareGolden(t *testing.T, name, got string) {
 		t.Errorf("%s differs (go test ./test/e2e/admission -run TestAudit -update to accept):\n%s", name, got)
 	}
 }
-
