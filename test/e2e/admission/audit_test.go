@@ -3,14 +3,20 @@ package admission
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ggcrmutate "github.com/google/go-containerregistry/pkg/v1/mutate"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -227,4 +233,107 @@ func compareGolden(t *testing.T, name, got string) {
 	if got != string(want) {
 		t.Errorf("%s differs (go test ./test/e2e/admission -run TestAudit -update to accept):\n%s", name, got)
 	}
+}
+
+// TestAuditScale is the harness for audit's target: 1,000 pods from 100 distinct images
+// (distinct digests: each is a base image with its own small layer) audited in at most 30 s
+// against a local registry. AUDIT_SCALE_PODS and AUDIT_SCALE_IMAGES change the size.
+func TestAuditScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scale harness")
+	}
+	auditCluster(t)
+	ctx := context.Background()
+	const ns = "e2e-audit-scale"
+	npods, nimages := envInt(t, "AUDIT_SCALE_PODS", 1000), envInt(t, "AUDIT_SCALE_IMAGES", 100)
+	// Mode off: the webhook answers at once, so creating the pods stays cheap.
+	ensureNamespace(t, ns, map[string]string{mutate.LabelMode: "off"})
+	b := imagetest.NewBuilder(t)
+	bases := []v1.Image{b.Image(imagetest.GlibcDynamic), b.Image(imagetest.MuslDynamic), b.Image(imagetest.GoStatic)}
+	refs := make([]string, nimages)
+	digestsSeen := map[string]bool{}
+	start := time.Now()
+	for i := range refs {
+		img, err := ggcrmutate.AppendLayers(bases[i%len(bases)], imagetest.Layer(t, imagetest.Reg(fmt.Sprintf("etc/build-%d", i), []byte(fmt.Sprintf("build %d\n", i)))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		digestsSeen[d.String()] = true
+		refs[i] = imagetest.Push(t, registryHost, fmt.Sprintf("scale/app-%d:1", i), img).String()
+	}
+	if len(digestsSeen) != nimages {
+		t.Fatalf("%d distinct digests, want %d", len(digestsSeen), nimages)
+	}
+	t.Logf("pushed %d distinct images in %v", nimages, time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, npods)
+	sem := make(chan struct{}, 16)
+	for i := range npods {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("scale-%04d", i)},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: refs[i%nimages]}}}}
+			if _, err := clientset.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Logf("created %d pods in %v", npods, time.Since(start).Round(time.Millisecond))
+
+	var out, errOut bytes.Buffer
+	start = time.Now()
+	err := cli.Execute(ctx, &cli.Audit{}, []string{"--kubeconfig", kubeconfigFile(t), "--namespace", ns, "--insecure-registry", registryHost, "--json"}, &out, &errOut)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("audit: %v\n%s", err, errOut.String())
+	}
+	var r struct {
+		Summary   struct{ Pods, Workloads int }
+		Workloads []struct {
+			Containers []struct{ Libc string }
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	unknown := 0
+	for _, w := range r.Workloads {
+		for _, c := range w.Containers {
+			if c.Libc == "unknown" {
+				unknown++
+			}
+		}
+	}
+	t.Logf("audited %d pods (%d workloads) from %d distinct images in %v; %d containers unknown", r.Summary.Pods, r.Summary.Workloads, nimages, took.Round(time.Millisecond), unknown)
+	if r.Summary.Pods != npods || unknown > 0 {
+		t.Errorf("audit saw %d pods, want %d; %d containers unknown, want 0", r.Summary.Pods, npods, unknown)
+	}
+	if took > 30*time.Second {
+		t.Errorf("audit took %v, the target is 30 s", took)
+	}
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
 }
