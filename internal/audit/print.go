@@ -33,13 +33,13 @@ func PrintText(w io.Writer, r Report) error {
 	fmt.Fprintf(&b, "  pods at risk:   %s\n", libcPods(s.AtRisk))
 	e := s.Enforce
 	if e.Workloads == 0 {
-		b.WriteString("  enforce would: change nothing")
+		b.WriteString("  enforce would:  change nothing")
 	} else {
 		adds := make([]string, len(e.Adds))
 		for i, a := range e.Adds {
 			adds[i] = fmt.Sprintf("%s (%d)", a.Option, a.Pods)
 		}
-		fmt.Fprintf(&b, "  enforce would: change %d workloads (%d pods), adding %s", e.Workloads, e.Pods, strings.Join(adds, ", "))
+		fmt.Fprintf(&b, "  enforce would:  change %d workloads (%d pods), adding %s", e.Workloads, e.Pods, strings.Join(adds, ", "))
 	}
 	fmt.Fprintf(&b, "; %d pods at risk after\n", e.AtRisk)
 
