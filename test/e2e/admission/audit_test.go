@@ -337,3 +337,70 @@ func envInt(t *testing.T, name string, def int) int {
 	}
 	return n
 }
+
+// TestExplainClusterFacts: given a kubeconfig, explain decides the race fix from the nodes'
+// kernels as admission does, instead of counting every node as exposed; a pod confined to
+// new-kernel nodes does not get the race fix.
+func TestExplainClusterFacts(t *testing.T) {
+	auditCluster(t)
+	manifest := filepath.Join(t.TempDir(), "pods.yaml")
+	doc := `apiVersion: v1
+kind: Pod
+metadata: {name: anywhere, namespace: default, annotations: {dns-tuner.io/libc: glibc}}
+spec: {containers: [{name: app, image: registry.example/app:1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: confined, namespace: default, annotations: {dns-tuner.io/libc: glibc}}
+spec:
+  containers: [{name: app, image: registry.example/app:1}]
+  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [
+    {matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [node-debian, node-amzn]}]}]}}}
+`
+	if err := os.WriteFile(manifest, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"node-debian", "node-amzn"} {
+		node, err := clientset.CoreV1().Nodes().Get(context.Background(), n, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node.Labels["kubernetes.io/hostname"] != n {
+			node.Labels = map[string]string{"kubernetes.io/hostname": n}
+			if _, err := clientset.CoreV1().Nodes().Update(context.Background(), node, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var out, errOut bytes.Buffer
+	err := cli.Execute(context.Background(), &cli.Explain{}, []string{"--kubeconfig", kubeconfigFile(t), "-f", manifest, "--no-inspect", "--json"}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, errOut.String())
+	}
+	var reports []struct {
+		Pod     string
+		RaceFix struct {
+			Wanted   bool
+			Why      string
+			Exposure struct {
+				Known               bool
+				ExposedNodes, Nodes int
+			}
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &reports); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if len(reports) != 2 {
+		t.Fatalf("%d reports, want 2", len(reports))
+	}
+	for i, want := range []struct {
+		wanted         bool
+		exposed, nodes int
+	}{{true, 4, 6}, {false, 0, 2}} {
+		rf := reports[i].RaceFix
+		if !rf.Exposure.Known || rf.Wanted != want.wanted || rf.Exposure.ExposedNodes != want.exposed || rf.Exposure.Nodes != want.nodes {
+			t.Errorf("%s: race fix %+v, want wanted=%v with %d of %d nodes exposed", reports[i].Pod, rf, want.wanted, want.exposed, want.nodes)
+		}
+	}
+}
