@@ -15,14 +15,15 @@
 //	nodes[]                 {name, kernel, exposed, unknown, why}
 //	dns                     {kubeProxy, kubeProxySource, endpoints (-1 unknown),
 //	                         nodeLocalDNS {known, running, address}}
-//	workloads[]             {namespace, kind, name, pods, mode, modeReason, skipped,
+//	workloads[]             {namespace, kind, name, pods, variants, mode, modeReason, skipped,
 //	                         exposure, options[], wouldAdd[], risk, riskEnforced,
 //	                         containers[]}
 //	containers[]            {name, init, image, libc, version, source, evidence, reason,
 //	                         digest, worstCaseSeconds, lostReplySeconds,
 //	                         worstCaseEnforcedSeconds, lostReplyEnforcedSeconds}
 //
-// risk and riskEnforced are mutate's not_exposed, protected or exposed; empty when
+// A workload is decided on its newest pod; variants counts the distinct container lists its
+// pods run (more than 1 mid-rollout). risk and riskEnforced are mutate's not_exposed, protected or exposed; empty when
 // dns-tuner leaves the pod alone (dnsPolicy without the cluster DNS).
 package audit
 
@@ -111,10 +112,12 @@ type NodeLocal struct {
 
 // Workload is the pods of one owner, decided on one of them.
 type Workload struct {
-	Namespace  string      `json:"namespace"`
-	Kind       string      `json:"kind"`
-	Name       string      `json:"name"`
-	Pods       int         `json:"pods"`
+	Namespace string `json:"namespace"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	Pods      int    `json:"pods"`
+	// Variants > 1: the pods run different containers (a rollout); decided on the newest.
+	Variants   int         `json:"variants"`
 	Mode       policy.Mode `json:"mode"`
 	ModeReason string      `json:"modeReason"`
 	Skipped    string      `json:"skipped,omitempty"`
@@ -237,7 +240,7 @@ func nodes(r *Report, o Options) {
 
 // decide is one workload's line, decided on its first pod, and the libcs of its containers.
 func decide(ctx context.Context, o Options, g Group) (Workload, []libc.Libc, error) {
-	w := Workload{Namespace: g.Namespace, Kind: g.Kind, Name: g.Name, Pods: len(g.Pods), Options: []string{}, WouldAdd: []string{}, Containers: []Container{}}
+	w := Workload{Namespace: g.Namespace, Kind: g.Kind, Name: g.Name, Pods: len(g.Pods), Variants: g.Variants(), Options: []string{}, WouldAdd: []string{}, Containers: []Container{}}
 	pod, err := mutate.PodFromCore(g.Pods[0])
 	if err != nil {
 		return w, nil, err
@@ -316,7 +319,7 @@ type Owner struct{ Kind, Name string }
 // ParentKey is a Parents key.
 func ParentKey(kind, namespace, name string) string { return kind + "/" + namespace + "/" + name }
 
-// Group is the live pods of one workload.
+// Group is the live pods of one workload, newest first.
 type Group struct {
 	Namespace, Kind, Name string
 	Pods                  []*corev1.Pod
@@ -334,7 +337,8 @@ func GroupPods(pods []corev1.Pod, parents Parents) []Group {
 			continue
 		}
 		kind, name := "Pod", p.Name
-		if ref := controllerOf(p); ref != nil {
+		// A static pod's mirror is "owned" by its Node: each is its own workload.
+		if ref := controllerOf(p); ref != nil && ref.Kind != "Node" {
 			kind, name = ref.Kind, ref.Name
 			if up, ok := parents[ParentKey(kind, p.Namespace, name)]; ok {
 				kind, name = up.Kind, up.Name
@@ -353,10 +357,33 @@ func GroupPods(pods []corev1.Pod, parents Parents) []Group {
 	out := make([]Group, 0, len(keys))
 	for _, k := range keys {
 		g := by[k]
-		sort.Slice(g.Pods, func(i, j int) bool { return g.Pods[i].Name < g.Pods[j].Name })
+		// Newest first: mid-rollout, the pod the workload is heading to decides.
+		sort.Slice(g.Pods, func(i, j int) bool {
+			a, b := g.Pods[i].CreationTimestamp, g.Pods[j].CreationTimestamp
+			if !a.Equal(&b) {
+				return b.Before(&a)
+			}
+			return g.Pods[i].Name < g.Pods[j].Name
+		})
 		out = append(out, *g)
 	}
 	return out
+}
+
+// Variants is how many distinct container lists (names, images, commands) the group's
+// pods run: more than one mid-rollout, when the report is decided on the newest pod.
+func (g Group) Variants() int {
+	seen := map[string]bool{}
+	for _, p := range g.Pods {
+		var b strings.Builder
+		for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+			for _, c := range cs {
+				b.WriteString(c.Name + "\x00" + TargetKey(libc.Target{Image: c.Image, Command: c.Command, Args: c.Args, PathEnv: pathEnv(c.Env)}) + "\x02")
+			}
+		}
+		seen[b.String()] = true
+	}
+	return len(seen)
 }
 
 func controllerOf(p *corev1.Pod) *struct{ Kind, Name string } {

@@ -235,3 +235,34 @@ func TestInspectOnce(t *testing.T) {
 		t.Errorf("Build inspected again (%d images) or lost the verdict (%+v)", len(det.calls), r.Workloads[0].Containers[0])
 	}
 }
+
+// TestGroupRollout: mid-rollout a Deployment's pods run two templates; the line says so and
+// is decided on the newest pod, the template the rollout heads to. Static pods' mirrors
+// (owned by their Node) are each their own workload, not one per node.
+func TestGroupRollout(t *testing.T) {
+	at := func(sec int64) podOpt {
+		return func(p *corev1.Pod) { p.CreationTimestamp = metav1.Unix(sec, 0) }
+	}
+	pods := []corev1.Pod{
+		pod("shop", "web-old-a", owned("ReplicaSet", "web-old"), images("web:1"), at(100)),
+		pod("shop", "web-new-a", owned("ReplicaSet", "web-new"), images("web:2"), at(300)),
+		pod("shop", "web-old-b", owned("ReplicaSet", "web-old"), images("web:1"), at(200)),
+		pod("kube-system", "etcd-node-a", owned("Node", "node-a")),
+		pod("kube-system", "apiserver-node-a", owned("Node", "node-a")),
+	}
+	parents := Parents{
+		ParentKey("ReplicaSet", "shop", "web-old"): {Kind: "Deployment", Name: "web"},
+		ParentKey("ReplicaSet", "shop", "web-new"): {Kind: "Deployment", Name: "web"},
+	}
+	gs := GroupPods(pods, parents)
+	if len(gs) != 3 {
+		t.Fatalf("%d groups, want 3 (two mirror pods, one Deployment): %+v", len(gs), gs)
+	}
+	web := gs[2]
+	if web.Name != "web" || web.Pods[0].Name != "web-new-a" || web.Variants() != 2 {
+		t.Errorf("web: first pod %s, %d variants; want web-new-a, 2", web.Pods[0].Name, web.Variants())
+	}
+	if gs[0].Kind != "Pod" || gs[0].Name != "apiserver-node-a" || gs[0].Variants() != 1 {
+		t.Errorf("mirror pod grouped as %s %s", gs[0].Kind, gs[0].Name)
+	}
+}

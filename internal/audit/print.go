@@ -89,6 +89,9 @@ func PrintText(w io.Writer, r Report) error {
 	}
 	for _, wl := range r.Workloads {
 		fmt.Fprintf(&b, "  %s/%s %s: %d pod%s, mode %s (%s)\n", wl.Namespace, wl.Kind, wl.Name, wl.Pods, plural(wl.Pods), wl.Mode, wl.ModeReason)
+		if wl.Variants > 1 {
+			fmt.Fprintf(&b, "    %d pod templates running (a rollout?): decided on the newest pod's\n", wl.Variants)
+		}
 		if wl.Skipped != "" {
 			fmt.Fprintf(&b, "    left alone: %s\n", wl.Skipped)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -198,6 +199,17 @@ func TestAudit(t *testing.T) {
 		}
 		compareGolden(t, tt.golden, normalize(out.String(), b))
 	}
+
+	// On a terminal, stderr gets the progress bar and stdout the same report.
+	var out, errOut bytes.Buffer
+	onTerminal := &cli.Audit{Terminal: func(io.Writer) bool { return true }}
+	if err := cli.Execute(ctx, onTerminal, []string{"--kubeconfig", kc, "--namespace", ns, "--insecure-registry", registryHost}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if e := errOut.String(); !strings.Contains(e, "\rinspecting images [") || !strings.HasSuffix(e, "] 3/3\n") {
+		t.Errorf("progress on a terminal: %q, want a bar ending at 3/3 distinct images", e)
+	}
+	compareGolden(t, "audit.txt", normalize(out.String(), b))
 }
 
 var digests = regexp.MustCompile(`sha256:[0-9a-f]{6,64}`)
