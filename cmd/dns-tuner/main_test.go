@@ -61,3 +61,17 @@ spec: {containers: [{name: app, image: registry.example/app:1}]}
 		})
 	}
 }
+
+// TestPluginName: installed as kubectl-dns_tuner, dns-tuner is `kubectl dns-tuner` (kubectl's
+// plugin convention) and says so in its errors.
+func TestPluginName(t *testing.T) {
+	for argv0, want := range map[string]string{
+		"/usr/local/bin/kubectl-dns_tuner": "kubectl dns-tuner",
+		"kubectl-dns_tuner.exe":            "kubectl dns-tuner",
+		"./dns-tuner":                      "dns-tuner",
+	} {
+		if got := name(argv0); got != want {
+			t.Errorf("name(%q) = %q, want %q", argv0, got, want)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/dns-tuner/dns-tuner/internal/cluster"
 	"github.com/dns-tuner/dns-tuner/internal/explain"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
@@ -57,7 +58,7 @@ func (c *Explain) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.nodeSearch, "node-search", "", "The node's search domains, comma-separated (instead of --node-resolv-conf's).")
 }
 
-func (c *Explain) Run(ctx context.Context, args []string, stdout, _ io.Writer) error {
+func (c *Explain) Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		return usageErrorf("explain takes no arguments, got %q (a manifest is -f FILE)", args)
 	}
@@ -94,7 +95,15 @@ func (c *Explain) Run(ctx context.Context, args []string, stdout, _ io.Writer) e
 		return err
 	}
 	if cs != nil {
+		// The nodes' kernels decide the race fix; without them every node counts as exposed.
+		facts, err := cluster.Read(ctx, cs, cluster.SourceOptions{})
+		if err != nil {
+			fmt.Fprintf(stderr, "dns-tuner explain: cluster facts unavailable, every node counts as exposed: %v\n", err)
+		}
 		for i := range inputs {
+			if facts != nil {
+				inputs[i].Facts = facts
+			}
 			n, err := cs.CoreV1().Namespaces().Get(ctx, inputs[i].Pod.Namespace, metav1.GetOptions{})
 			if err == nil {
 				inputs[i].NamespaceLabels, inputs[i].NamespaceKnown = n.Labels, true
