@@ -132,7 +132,7 @@ func TestBuildSummary(t *testing.T) {
 		wantEnforce Enforce
 	}{
 		{
-			name: "old kernels, two DNS endpoints", facts: snapshot(2, "5.4.0-1103-aws", "5.4.0-1103-aws", "6.1.0-25-cloud-amd64"),
+			name: "old kernels, one DNS endpoint", facts: snapshot(1, "4.14.35", "4.14.35", "6.1.0-25-cloud-amd64"),
 			wantNodes:  [3]int{3, 2, 0},
 			wantAtRisk: []LibcPods{{libc.GLibc, 3}, {libc.Musl, 2}},
 			wantEnforce: Enforce{Workloads: 3, Pods: 4, AtRisk: 2, Adds: []OptionPods{
@@ -140,11 +140,20 @@ func TestBuildSummary(t *testing.T) {
 			}},
 		},
 		{
-			name: "new kernels resolve the clash", facts: snapshot(2, "6.1.0-25-cloud-amd64", "6.1.0-25-cloud-amd64"),
+			name: "new kernels resolve the clash", facts: snapshot(1, "6.1.0-25-cloud-amd64", "6.1.0-25-cloud-amd64"),
 			wantNodes:  [3]int{2, 0, 0},
 			wantAtRisk: []LibcPods{},
 			wantEnforce: Enforce{Workloads: 3, Pods: 4, Adds: []OptionPods{
 				{"timeout:2", 4}, {"attempts:3", 3}, {"attempts:10", 1},
+			}},
+		},
+		{
+			// 5.6 keeps a raced query's entry about 1 s: several endpoints are exposed on any kernel
+			name: "new kernels, two DNS endpoints", facts: snapshot(2, "6.1.0-25-cloud-amd64", "6.1.0-25-cloud-amd64"),
+			wantNodes:  [3]int{2, 2, 0},
+			wantAtRisk: []LibcPods{{libc.GLibc, 3}, {libc.Musl, 2}},
+			wantEnforce: Enforce{Workloads: 3, Pods: 4, AtRisk: 2, Adds: []OptionPods{
+				{"timeout:2", 4}, {"attempts:3", 3}, {"single-request-reopen", 3}, {"attempts:10", 1},
 			}},
 		},
 		{
