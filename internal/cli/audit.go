@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/term"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -19,7 +18,6 @@ import (
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
 	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
-	"github.com/dns-tuner/dns-tuner/internal/verdicts"
 )
 
 // Audit is `dns-tuner audit`: what dns-tuner would do to a cluster's running workloads, and
@@ -125,25 +123,7 @@ func (c *Audit) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 func (c *Audit) detector(ctx context.Context, in policy.Inspection) (libc.Detector, error) {
-	if c.noInspect {
-		return libc.UnknownDetector{}, nil
-	}
-	in.Enabled = true
-	in.InsecureRegistries = append(in.InsecureRegistries, c.insecure...)
-	if c.platform != "" {
-		in.Platform = c.platform
-	}
-	if c.NewDetector != nil {
-		return c.NewDetector(ctx, in)
-	}
-	return verdicts.FromPolicy(in, verdicts.Options{
-		BaseContext: ctx,
-		Concurrency: c.concurrency,
-		MaxPending:  max(256, 2*c.concurrency),
-		Keychain: func(context.Context, string, string, []string) (authn.Keychain, error) {
-			return authn.DefaultKeychain, nil
-		},
-	})
+	return commandDetector(ctx, in, c.noInspect, c.insecure, c.platform, c.NewDetector, c.concurrency)
 }
 
 // namespaceLabels reads the labels that decide each namespace's mode. One namespace is read

@@ -27,7 +27,7 @@ type DetectorFunc func(ctx context.Context, in policy.Inspection) (libc.Detector
 // Explain is `dns-tuner explain`: what dns-tuner does to a pod, a workload's pod template or
 // a live pod, and why. The report itself is package explain's.
 type Explain struct {
-	// NewDetector builds the registry inspector; nil means localDetector.
+	// NewDetector builds the registry inspector; nil means commandDetector's default.
 	NewDetector DetectorFunc
 
 	file, namespace, name, kubeconfig, configFile, platform string
@@ -148,19 +148,7 @@ func (c *Explain) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 // detector is the policy's registry inspection with the command line's changes, or unknown
 // for every container without an annotation under --no-inspect.
 func (c *Explain) detector(ctx context.Context, in policy.Inspection) (libc.Detector, error) {
-	if c.noInspect {
-		return libc.UnknownDetector{}, nil
-	}
-	in.Enabled = true
-	in.InsecureRegistries = append(in.InsecureRegistries, c.insecure...)
-	if c.platform != "" {
-		in.Platform = c.platform
-	}
-	newDetector := c.NewDetector
-	if newDetector == nil {
-		newDetector = localDetector
-	}
-	return newDetector(ctx, in)
+	return commandDetector(ctx, in, c.noInspect, c.insecure, c.platform, c.NewDetector, 0)
 }
 
 // inputs reads the live pod (--name) or the manifests (-f).
@@ -188,13 +176,30 @@ func (c *Explain) inputs(ctx context.Context, cs kubernetes.Interface) ([]explai
 	return explain.ReadPods(r, src, ns)
 }
 
-// localDetector inspects registries as admission does, with the local docker config's
-// credentials instead of a pod's pull secrets.
-func localDetector(ctx context.Context, in policy.Inspection) (libc.Detector, error) {
-	return verdicts.FromPolicy(in, verdicts.Options{
+// commandDetector is what a command inspects images with: unknown for every container under
+// --no-inspect; otherwise the policy's inspection with the command's --insecure-registry and
+// --platform, through newDetector or, by default, as admission does but with the local docker
+// config's credentials instead of a pod's pull secrets. concurrency 0 keeps the default.
+func commandDetector(ctx context.Context, in policy.Inspection, noInspect bool, insecure []string, platform string, newDetector DetectorFunc, concurrency int) (libc.Detector, error) {
+	if noInspect {
+		return libc.UnknownDetector{}, nil
+	}
+	in.Enabled = true
+	in.InsecureRegistries = append(in.InsecureRegistries, insecure...)
+	if platform != "" {
+		in.Platform = platform
+	}
+	if newDetector != nil {
+		return newDetector(ctx, in)
+	}
+	o := verdicts.Options{
 		BaseContext: ctx,
 		Keychain: func(context.Context, string, string, []string) (authn.Keychain, error) {
 			return authn.DefaultKeychain, nil
 		},
-	})
+	}
+	if concurrency > 0 {
+		o.Concurrency, o.MaxPending = concurrency, max(256, 2*concurrency)
+	}
+	return verdicts.FromPolicy(in, o)
 }
