@@ -24,7 +24,7 @@ trap teardown EXIT
 
 export HELM="$ROOT/bin/helm" CHART="$ROOT/charts/dns-tuner"
 compile_tests() { mkdir -p "$STATE/build" && go test -c -o "$STATE/build/cluster.test" "$ROOT/test/cluster"; }
-run_tests() { "$CLUSTER" exec "$STATE/build/cluster.test" -test.v -test.count=1 -test.timeout 15m ${TEST_RUN:+-test.run "$TEST_RUN"}; }
+run_tests() { "$CLUSTER" exec "$STATE/build/cluster.test" -test.v -test.count=1 -test.timeout 15m -test.skip '^TestDemo$' ${TEST_RUN:+-test.run "$TEST_RUN"}; }
 
 phase up "$CLUSTER" up || exit 1
 phase install "$ROOT/hack/cluster/install.sh" || { "$CLUSTER" kubectl -n dns-tuner get pods -o wide >&2; exit 1; }
