@@ -124,6 +124,11 @@ func probeImages(t *testing.T, e *env) map[string]string {
 				imagetest.Layer(t, imagetest.Exe("/usr/local/bin/probe", compile("gcc")))),
 			"musl": imagetest.Image(t, "amd64", cfg, imagetest.Layer(t, b.MuslLoader()),
 				imagetest.Layer(t, imagetest.Exe("/usr/local/bin/probe", compile("musl-gcc")))),
+			// the real tini-static (a static glibc binary) in front of a musl program: the
+			// program that resolves names decides, not the init wrapper
+			"wrapper": imagetest.Image(t, "amd64", v1.Config{Entrypoint: []string{"/tini", "--", "/usr/local/bin/probe"}},
+				imagetest.Layer(t, b.MuslLoader()),
+				imagetest.Layer(t, imagetest.Exe("/tini", b.Tini()), imagetest.Exe("/usr/local/bin/probe", compile("musl-gcc")))),
 		}
 		imageRefs = map[string]string{}
 		for libc, img := range imgs {

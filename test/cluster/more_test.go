@@ -79,7 +79,8 @@ func TestInspectionVerdicts(t *testing.T) {
 	t.Cleanup(func() { helmUpgrade(t, "policy.inspection.enabled=false") })
 	ns := namespace(t, e, "inspect", "enforce")
 	const name = "kubernetes.default"
-	for _, libc := range []string{"glibc", "musl", "go"} {
+	want := map[string]string{"glibc": "glibc", "musl": "musl", "go": "go", "wrapper": "musl"}
+	for _, libc := range []string{"glibc", "musl", "go", "wrapper"} {
 		t.Run(libc, func(t *testing.T) {
 			// the first admission may finish the inspection in the background (2 s budget on a
 			// busy machine): warm the cache with dry runs first
@@ -94,8 +95,8 @@ func TestInspectionVerdicts(t *testing.T) {
 				verdict = got.Annotations[mutate.AnnotationDetectedLibc]
 				return verdict != "" && !strings.Contains(verdict, "unknown")
 			})
-			if verdict != "app="+libc {
-				t.Errorf("detected-libc %q, want app=%s", verdict, libc)
+			if verdict != "app="+want[libc] {
+				t.Errorf("detected-libc %q, want app=%s", verdict, want[libc])
 			}
 			pod := deployment(t, e, ns, libc, imgs[libc], nil, name)
 			r := probeReport(t, e, pod, name)
