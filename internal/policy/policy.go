@@ -187,6 +187,25 @@ const (
 	NodeLocalOn   NodeLocalMode = "on"
 )
 
+// UnmarshalJSON reads a YAML 1.1 boolean as the mode it looks like: an unquoted on or off
+// in the policy file arrives as true or false.
+func (m *NodeLocalMode) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "true":
+		*m = NodeLocalOn
+		return nil
+	case "false":
+		*m = NodeLocalOff
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("nodeLocalDNS.mode: want off, auto or on: %s", b)
+	}
+	*m = NodeLocalMode(strings.ToLower(strings.TrimSpace(s)))
+	return nil
+}
+
 // NodeLocalDNS is the nodeLocalDNS block of the policy.
 type NodeLocalDNS struct {
 	// Mode: off, auto or on. Empty is off.
