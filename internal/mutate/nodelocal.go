@@ -155,12 +155,12 @@ func nodeLocalFor(p *policy.Policy, pod *Pod, containers []Container, exp cluste
 		nl.Why = joinWhy(noneWhy, fmt.Sprintf("musl: adding NodeLocal DNSCache %s would make %d nameservers; kubelet keeps 3", addr, n))
 		return nl
 	}
-	second := "a second"
+	second, all := "a second", "both"
 	if len(user) > 0 {
-		second = "a third"
+		second, all = "a third", "all three"
 	}
 	nl.Form, nl.Nameservers, nl.Libcs = NodeLocalAppend, []string{addr}, musl
-	nl.Why = joinWhy(noneWhy, fmt.Sprintf("musl: added the NodeLocal DNSCache address %s as %s nameserver; musl asks both in parallel", addr, second))
+	nl.Why = joinWhy(noneWhy, fmt.Sprintf("musl: added the NodeLocal DNSCache address %s as %s nameserver; musl asks %s in parallel", addr, second, all))
 	return nl
 }
 
