@@ -307,3 +307,24 @@ func dnsConfigOps(pod *Pod, nl NodeLocal, opts []any) []Op {
 	}
 	return ops
 }
+
+// ApplyTo makes p what enforce's patch makes of it: the injected options and the NodeLocal
+// DNSCache form, for code that renders the resulting resolv.conf (explain, audit).
+func (plan Plan) ApplyTo(p *corev1.Pod) {
+	if !plan.changes() {
+		return
+	}
+	if p.Spec.DNSConfig == nil {
+		p.Spec.DNSConfig = &corev1.PodDNSConfig{}
+	}
+	dc := p.Spec.DNSConfig
+	dc.Options = append(dc.Options, plan.Inject...)
+	switch plan.NodeLocal.Form {
+	case NodeLocalAppend:
+		dc.Nameservers = append(dc.Nameservers, plan.NodeLocal.Nameservers...)
+	case NodeLocalNone:
+		p.Spec.DNSPolicy = corev1.DNSNone
+		dc.Nameservers = append(slices.Clone(plan.NodeLocal.Nameservers), dc.Nameservers...)
+		dc.Searches = append(slices.Clone(plan.NodeLocal.Searches), dc.Searches...)
+	}
+}
