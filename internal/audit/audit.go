@@ -123,15 +123,15 @@ type Workload struct {
 	Skipped    string      `json:"skipped,omitempty"`
 	Exposure   string      `json:"exposure"`
 	// Options is the options line of the resolv.conf it runs with now.
-	Options      []string    `json:"options"`
-	WouldAdd     []string    `json:"wouldAdd"`
+	Options  []string `json:"options"`
+	WouldAdd []string `json:"wouldAdd"`
 	// NodeLocal is what enforce would do with NodeLocal DNSCache under the policy's
 	// nodeLocalDNS, and the nameservers, searches and dnsPolicy it would change; nil when
 	// nothing.
-	NodeLocal *NodeLocalChange `json:"nodeLocalDNS,omitempty"`
-	Risk         string      `json:"risk"`
-	RiskEnforced string      `json:"riskEnforced"`
-	Containers   []Container `json:"containers"`
+	NodeLocal    *NodeLocalChange `json:"nodeLocalDNS,omitempty"`
+	Risk         string           `json:"risk"`
+	RiskEnforced string           `json:"riskEnforced"`
+	Containers   []Container      `json:"containers"`
 }
 
 // NodeLocalChange is what a NodeLocal DNSCache form would change in a workload's pods.
