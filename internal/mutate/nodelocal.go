@@ -255,7 +255,7 @@ func nodeLocalAdvice(nl NodeLocal, mode policy.Mode, l libc.Libc) (string, bool)
 	return fmt.Sprintf("musl sends A and AAAA in parallel; %s NodeLocal DNSCache %s as a nameserver, which the conntrack race cannot stall", did, nl.Address), true
 }
 
-// nodeLocalOps are the patch operations of a NodeLocal form on the pod's dnsConfig, with
+// dnsConfigOps are the patch operations of a NodeLocal form on the pod's dnsConfig, with
 // opts the options to append. All are adds: a nameserver or search inserted at an index
 // shifts the pod's own after it, and /spec/dnsPolicy is added, which RFC 6902 defines as a
 // replace when the member exists (the API server has defaulted it to ClusterFirst).
