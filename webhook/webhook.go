@@ -76,9 +76,6 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp ad
 	if namespace == "" {
 		namespace = pod.Metadata.Namespace
 	}
-	// A created pod's object often has no namespace yet; the None form's search list needs it.
-	// The view only: the patch never writes it.
-	pod.Metadata.Namespace = namespace
 	if p.Excluded(namespace) {
 		metrics.Admissions.WithLabelValues(string(policy.Off), "off", "none").Inc()
 		return admission.Allowed("namespace excluded by dns-tuner policy")
