@@ -123,11 +123,24 @@ type Workload struct {
 	Skipped    string      `json:"skipped,omitempty"`
 	Exposure   string      `json:"exposure"`
 	// Options is the options line of the resolv.conf it runs with now.
-	Options      []string    `json:"options"`
-	WouldAdd     []string    `json:"wouldAdd"`
-	Risk         string      `json:"risk"`
-	RiskEnforced string      `json:"riskEnforced"`
-	Containers   []Container `json:"containers"`
+	Options  []string `json:"options"`
+	WouldAdd []string `json:"wouldAdd"`
+	// NodeLocal is what enforce would do with NodeLocal DNSCache under the policy's
+	// nodeLocalDNS, and the nameservers, searches and dnsPolicy it would change; nil when
+	// nothing.
+	NodeLocal    *NodeLocalChange `json:"nodeLocalDNS,omitempty"`
+	Risk         string           `json:"risk"`
+	RiskEnforced string           `json:"riskEnforced"`
+	Containers   []Container      `json:"containers"`
+}
+
+// NodeLocalChange is what a NodeLocal DNSCache form would change in a workload's pods.
+type NodeLocalChange struct {
+	Form string `json:"form"`
+	Why  string `json:"why"`
+	// Nameservers and Searches are the resolv.conf lines the form gives.
+	Nameservers []string `json:"nameservers"`
+	Searches    []string `json:"searches"`
 }
 
 // Container is one container's libc, with evidence, and its retry costs now and enforced.
@@ -265,6 +278,15 @@ func decide(ctx context.Context, o Options, g Group) (Workload, []libc.Libc, err
 	w.Risk, w.RiskEnforced = now.Risk, enf.Risk
 	for _, opt := range enf.Inject {
 		w.WouldAdd = append(w.WouldAdd, policy.OptionString(opt))
+	}
+	if enf.NodeLocal.Form != "" {
+		after := pod.CorePod()
+		enf.ApplyTo(after)
+		nl := &NodeLocalChange{Form: enf.NodeLocal.Form, Why: enf.NodeLocal.Why}
+		if rc, err := resolvconf.Render(after, o.DNS); err == nil {
+			nl.Nameservers, nl.Searches = rc.Nameservers, rc.Searches
+		}
+		w.NodeLocal = nl
 	}
 	seen := map[libc.Libc]bool{}
 	var libcs []libc.Libc

@@ -275,3 +275,57 @@ func TestGroupRollout(t *testing.T) {
 		t.Errorf("mirror pod grouped as %s %s", gs[0].Kind, gs[0].Name)
 	}
 }
+
+// TestBuildNodeLocal: with nodeLocalDNS auto and node-local-dns running, each workload says
+// what the node-local form would change in its resolv.conf, and enforce no longer leaves the
+// musl workload at risk; a glibc workload not in dnsPolicyNone is not changed.
+func TestBuildNodeLocal(t *testing.T) {
+	pods := []corev1.Pod{
+		pod("shop", "cache-0", owned("StatefulSet", "cache"), libcOf("musl")),
+		pod("shop", "web-0", owned("StatefulSet", "web"), libcOf("glibc")),
+		pod("shop", "api-0", owned("StatefulSet", "api"), libcOf("glibc")),
+	}
+	facts := snapshot(2, "6.1.0-25-cloud-amd64")
+	facts.NodeLocal = cluster.NodeLocalDNS{Known: true, Running: true, Address: "169.254.20.10"}
+	facts.DNSServiceIP = "10.96.0.10"
+	p := policy.Default()
+	p.NodeLocalDNS = policy.NodeLocalDNS{Mode: policy.NodeLocalAuto}
+	o := Options{Policy: p, Facts: facts, Detector: libc.UnknownDetector{}, Timeout: time.Second,
+		DNS: resolvconf.ClusterDNS{Nameservers: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"}}
+	r, err := Build(context.Background(), o, pods, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Workload{}
+	for _, w := range r.Workloads {
+		byName[w.Name] = w
+	}
+	cache := byName["cache"]
+	if nl := cache.NodeLocal; nl == nil || nl.Form != mutate.NodeLocalAppend || !reflect.DeepEqual(nl.Nameservers, []string{"10.96.0.10", "169.254.20.10"}) {
+		t.Errorf("musl workload node-local change = %+v", cache.NodeLocal)
+	}
+	if cache.Risk != mutate.RiskExposed || cache.RiskEnforced != mutate.RiskProtected {
+		t.Errorf("musl risk %s → %s, want exposed → protected", cache.Risk, cache.RiskEnforced)
+	}
+	if byName["web"].NodeLocal != nil {
+		t.Errorf("glibc workload without dnsPolicyNone changed: %+v", byName["web"].NodeLocal)
+	}
+
+	p.NodeLocalDNS.DNSPolicyNone = []libc.Libc{libc.GLibc}
+	if r, err = Build(context.Background(), o, pods, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range r.Workloads {
+		if w.Name != "web" {
+			continue
+		}
+		if w.NodeLocal == nil {
+			t.Fatal("glibc workload with dnsPolicyNone: no node-local change")
+		}
+		want := &NodeLocalChange{Form: mutate.NodeLocalNone, Why: w.NodeLocal.Why, Nameservers: []string{"169.254.20.10", "10.96.0.10"},
+			Searches: []string{"shop.svc.cluster.local", "svc.cluster.local", "cluster.local"}}
+		if !reflect.DeepEqual(w.NodeLocal, want) {
+			t.Errorf("glibc workload with dnsPolicyNone: %+v, want %+v", w.NodeLocal, want)
+		}
+	}
+}

@@ -120,6 +120,10 @@ func PrintText(w io.Writer, r Report) error {
 		}
 		fmt.Fprintf(&b, "    options now:  %s\n", or(strings.Join(wl.Options, " "), "(none)"))
 		fmt.Fprintf(&b, "    enforce adds: %s\n", or(strings.Join(wl.WouldAdd, " "), "nothing"))
+		if nl := wl.NodeLocal; nl != nil {
+			fmt.Fprintf(&b, "    node-local:   %s\n", nl.Why)
+			fmt.Fprintf(&b, "                  nameservers %s; search %s\n", strings.Join(nl.Nameservers, " "), strings.Join(nl.Searches, " "))
+		}
 		if wl.Risk != "" {
 			fmt.Fprintf(&b, "    risk:         %s", wl.Risk)
 			if wl.RiskEnforced != wl.Risk {

@@ -77,6 +77,8 @@ type Snapshot struct {
 	// unknown.
 	DNSEndpoints int
 	NodeLocal    NodeLocalDNS
+	// DNSServiceIP is the cluster DNS Service's ClusterIP; empty when unknown.
+	DNSServiceIP string
 
 	// memo holds the exposure of an unconfined pod per proxy mode: a Snapshot is not changed
 	// once built, and most pods are not confined.
@@ -151,6 +153,10 @@ type Exposure struct {
 	ExposedNodes int    `json:"exposedNodes"`
 	Nodes        int    `json:"nodes"`
 	Reason       string `json:"reason"`
+	// NodeLocal and DNSServiceIP are the cluster's DNS facts the NodeLocal DNSCache forms
+	// need; they ride along so admission keeps asking Facts one question.
+	NodeLocal    NodeLocalDNS `json:"-"`
+	DNSServiceIP string       `json:"-"`
 }
 
 // Unknown is the exposure without cluster facts: exposed.
@@ -209,7 +215,7 @@ func (f *Snapshot) exposure(match func(*Node) bool, proxy ProxyMode, proxyWhy st
 			nexp++
 		}
 	}
-	e := Exposure{Known: true, ExposedNodes: nexp, Nodes: total}
+	e := Exposure{Known: true, ExposedNodes: nexp, Nodes: total, NodeLocal: f.NodeLocal, DNSServiceIP: f.DNSServiceIP}
 	where := "nodes"
 	if match != nil {
 		where = "nodes the pod can land on"

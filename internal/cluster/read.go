@@ -42,6 +42,9 @@ func Read(ctx context.Context, cs kubernetes.Interface, o SourceOptions) (*Snaps
 	if dss, err := cs.AppsV1().DaemonSets(o.Namespace).List(ctx, byName(o.NodeLocalDaemonSet)); err == nil {
 		snap.NodeLocal = nodeLocalFrom(dss.Items, o.NodeLocalDaemonSet)
 	}
+	if svcs, err := cs.CoreV1().Services(o.Namespace).List(ctx, byName(o.DNSService)); err == nil {
+		snap.DNSServiceIP = serviceIP(svcs.Items, o.DNSService)
+	}
 	return snap, nil
 }
 

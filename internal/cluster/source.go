@@ -88,6 +88,9 @@ func NewSource(mgr manager.Manager, o SourceOptions) (*Source, error) {
 				Label: labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: o.DNSService})},
 			&appsv1.DaemonSet{}: {Namespaces: ns, Transform: stripDaemonSet,
 				Field: fields.OneTermEqualSelector("metadata.name", o.NodeLocalDaemonSet)},
+			// The cluster DNS Service's ClusterIP, for the NodeLocal DNSCache None form.
+			&corev1.Service{}: {Namespaces: ns, Transform: stripService,
+				Field: fields.OneTermEqualSelector("metadata.name", o.DNSService)},
 		},
 	})
 	if err != nil {
@@ -100,7 +103,7 @@ func NewSource(mgr manager.Manager, o SourceOptions) (*Source, error) {
 		DeleteFunc: func(any) { s.dirty.Store(true) },
 	}
 	for name, obj := range map[string]client.Object{"nodes": &corev1.Node{}, "configmap": &corev1.ConfigMap{},
-		"endpointslices": &discoveryv1.EndpointSlice{}, "daemonset": &appsv1.DaemonSet{}} {
+		"endpointslices": &discoveryv1.EndpointSlice{}, "daemonset": &appsv1.DaemonSet{}, "service": &corev1.Service{}} {
 		// Before the cache starts this only registers the informer; it does not wait.
 		inf, err := c.GetInformer(context.Background(), obj)
 		if err != nil {
@@ -195,14 +198,20 @@ func (s *Source) rebuild(ctx context.Context) {
 			snap.NodeLocal = nodeLocalFrom(dss.Items, s.o.NodeLocalDaemonSet)
 		}
 	}
+	if s.infs["service"].HasSynced() {
+		var svcs corev1.ServiceList
+		if err := s.cache.List(ctx, &svcs, ro, client.InNamespace(s.o.Namespace)); err == nil {
+			snap.DNSServiceIP = serviceIP(svcs.Items, s.o.DNSService)
+		}
+	}
 	s.snap.Store(snap)
 	counts := setNodeMetrics(snap)
 	// One line when what decides changes, not on every node heartbeat.
-	summary := fmt.Sprintf("%v|%s|%d|%+v", counts, snap.Proxy, snap.DNSEndpoints, snap.NodeLocal)
+	summary := fmt.Sprintf("%v|%s|%d|%+v|%s", counts, snap.Proxy, snap.DNSEndpoints, snap.NodeLocal, snap.DNSServiceIP)
 	if summary != s.logged {
 		s.logged = summary
 		s.o.Log.Info("cluster facts", "nodes", len(snap.Nodes), "exposure", counts, "kubeProxy", snap.Proxy, "kubeProxyFrom", snap.ProxyWhy,
-			"dnsEndpoints", snap.DNSEndpoints, "nodeLocalDNS", snap.NodeLocal.Running, "nodeLocalAddress", snap.NodeLocal.Address)
+			"dnsEndpoints", snap.DNSEndpoints, "nodeLocalDNS", snap.NodeLocal.Running, "nodeLocalAddress", snap.NodeLocal.Address, "dnsServiceIP", snap.DNSServiceIP)
 	}
 }
 
@@ -331,6 +340,27 @@ func stripDaemonSet(obj any) (any, error) {
 		out.Spec.Template.Spec.Containers = append(out.Spec.Template.Spec.Containers, corev1.Container{Name: c.Name, Args: c.Args})
 	}
 	return out, nil
+}
+
+func stripService(obj any) (any, error) {
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	out := &corev1.Service{}
+	out.Name, out.Namespace, out.ResourceVersion = svc.Name, svc.Namespace, svc.ResourceVersion
+	out.Spec.ClusterIP = svc.Spec.ClusterIP
+	return out, nil
+}
+
+// serviceIP is the ClusterIP of the named Service; "" when it has none (headless) or is absent.
+func serviceIP(svcs []corev1.Service, name string) string {
+	for _, s := range svcs {
+		if s.Name == name && s.Spec.ClusterIP != corev1.ClusterIPNone {
+			return s.Spec.ClusterIP
+		}
+	}
+	return ""
 }
 
 // setNodeMetrics sets dns_tuner_nodes by exposure: exposed, not_exposed, and unknown (counted

@@ -116,6 +116,16 @@ func TestSourceEnvtest(t *testing.T) {
 	if _, err := cs.DiscoveryV1().EndpointSlices("kube-system").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The cluster DNS Service, and one beside it that the field selector keeps out.
+	var dnsIP string
+	for _, name := range []string{"metrics-server", "kube-dns"} {
+		svc, err := cs.CoreV1().Services("kube-system").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dnsIP = svc.Spec.ClusterIP
+	}
 	labels := map[string]string{"k8s-app": "node-local-dns"}
 	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "node-local-dns"}, Spec: appsv1.DaemonSetSpec{
 		Selector: &metav1.LabelSelector{MatchLabels: labels},
@@ -135,8 +145,14 @@ func TestSourceEnvtest(t *testing.T) {
 
 	// No kube-proxy ConfigMap yet: the mode is unknown and every node counts as exposed.
 	snap := eventually(t, src, "nodes, endpoints and node-local-dns", func(s *cluster.Snapshot) bool {
-		return len(s.Nodes) == len(kernels)+1 && s.DNSEndpoints == 2 && s.NodeLocal.Running
+		return len(s.Nodes) == len(kernels)+1 && s.DNSEndpoints == 2 && s.NodeLocal.Running && s.DNSServiceIP != ""
 	})
+	if snap.DNSServiceIP != dnsIP {
+		t.Errorf("kube-dns ClusterIP = %q, want %q", snap.DNSServiceIP, dnsIP)
+	}
+	if e := src.Exposure(cluster.Placement{}); e.DNSServiceIP != dnsIP || e.NodeLocal.Address != "169.254.20.10" {
+		t.Errorf("exposure carries kube-dns %q and node-local %+v, want %q and 169.254.20.10", e.DNSServiceIP, e.NodeLocal, dnsIP)
+	}
 	if snap.Proxy != cluster.ProxyUnknown || !strings.Contains(snap.ProxyWhy, "no ConfigMap kube-system/kube-proxy") {
 		t.Errorf("proxy = %s (%s), want unknown: no ConfigMap", snap.Proxy, snap.ProxyWhy)
 	}
@@ -243,7 +259,7 @@ func TestSourceEnvtest(t *testing.T) {
 	go func() { rdone <- rmgr.Start(rctx) }()
 	defer func() { rcancel(); <-rdone }() //nolint:errcheck // stopped on purpose
 	eventually(t, rsrc, "every fact with the chart's RBAC", func(s *cluster.Snapshot) bool {
-		return len(s.Nodes) == len(kernels)+1 && s.Proxy == cluster.ProxyIPTables && s.DNSEndpoints == 1 && s.NodeLocal.Running
+		return len(s.Nodes) == len(kernels)+1 && s.Proxy == cluster.ProxyIPTables && s.DNSEndpoints == 1 && s.NodeLocal.Running && s.DNSServiceIP == dnsIP
 	})
 
 	// The one-shot read (explain, audit) sees the same, with the same RBAC.
@@ -251,8 +267,8 @@ func TestSourceEnvtest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(snap.Nodes) != len(kernels)+1 || snap.Proxy != cluster.ProxyIPTables || snap.DNSEndpoints != 1 || snap.NodeLocal.Address != "169.254.20.10" {
-		t.Errorf("Read: %s", describe(snap))
+	if len(snap.Nodes) != len(kernels)+1 || snap.Proxy != cluster.ProxyIPTables || snap.DNSEndpoints != 1 || snap.NodeLocal.Address != "169.254.20.10" || snap.DNSServiceIP != dnsIP {
+		t.Errorf("Read: %s, kube-dns %q", describe(snap), snap.DNSServiceIP)
 	}
 	if a, b := snap.Exposure(rhel), rsrc.Exposure(rhel); a.Reason != b.Reason {
 		t.Errorf("Read and Source disagree:\n%s\n%s", a.Reason, b.Reason)

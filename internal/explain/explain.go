@@ -40,6 +40,15 @@ type Report struct {
 	// RaceFix is the policy's raceFix and, when a libc of the pod has race-fix options,
 	// whether enforce adds them and which cluster facts decided.
 	RaceFix RaceFix `json:"raceFix"`
+	// NodeLocal is what enforce does with NodeLocal DNSCache and why; nil when the policy's
+	// nodeLocalDNS is off.
+	NodeLocal *NodeLocal `json:"nodeLocalDNS,omitempty"`
+}
+
+// NodeLocal is the NodeLocal DNSCache decision as explain shows it.
+type NodeLocal struct {
+	Policy policy.NodeLocalMode `json:"policy"`
+	mutate.NodeLocal
 }
 
 // RaceFix is the race-fix decision as explain shows it.
@@ -145,17 +154,15 @@ func Explain(ctx context.Context, p *policy.Policy, det libc.Detector, timeout t
 			enforced = plan
 			r.Notes = plan.Notes
 			r.RaceFix = RaceFix{Policy: p.RaceFix, RaceFix: plan.RaceFix}
+			if plan.NodeLocal.Why != "" {
+				r.NodeLocal = &NodeLocal{Policy: p.NodeLocalDNS.Mode, NodeLocal: plan.NodeLocal}
+			}
 		}
 		r.Modes = append(r.Modes, out)
 	}
 
 	after := core.DeepCopy()
-	if len(enforced.Inject) > 0 {
-		if after.Spec.DNSConfig == nil {
-			after.Spec.DNSConfig = &corev1.PodDNSConfig{}
-		}
-		after.Spec.DNSConfig.Options = append(after.Spec.DNSConfig.Options, enforced.Inject...)
-	}
+	enforced.ApplyTo(after)
 	rendered, err := resolvconf.Render(after, dns)
 	if err != nil {
 		return r, fmt.Errorf("rendering resolv.conf: %w", err)

@@ -227,3 +227,62 @@ func TestExplainWithFacts(t *testing.T) {
 		t.Errorf("text lacks the race-fix decision:\n%s", text.String())
 	}
 }
+
+// explain shows the resolv.conf each NodeLocal DNSCache form gives and says what was done
+// and why: musl gets the cache after the cluster DNS, glibc (dnsPolicyNone) the cache first
+// with kubelet's search list, ndots:5 and timeout:1; the musl advice no longer says to run
+// NodeLocal DNSCache.
+func TestExplainNodeLocal(t *testing.T) {
+	doc := `
+kind: Pod
+metadata: {name: nl, namespace: shop}
+spec:
+  containers: [{name: app, image: IMAGE}, {name: proxy, image: musl-app}]
+`
+	det := byImage{"glibc-app": libc.GLibc, "musl-app": libc.Musl}
+	dns := resolvconf.ClusterDNS{Nameservers: []string{"10.96.0.10"}, ClusterDomain: "cluster.local"}
+	tests := []struct {
+		name, image string
+		none        []libc.Libc
+		enforced    string
+		text        []string
+	}{
+		{"musl appended", "musl-app", nil,
+			"search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\nnameserver 169.254.20.10\noptions ndots:5 timeout:2 attempts:10\n",
+			[]string{"NodeLocal DNSCache (policy nodeLocalDNS on): musl: added the NodeLocal DNSCache address 169.254.20.10 as a second nameserver; musl asks both in parallel"}},
+		{"glibc none serves musl too", "glibc-app", []libc.Libc{libc.GLibc},
+			"search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver 169.254.20.10\nnameserver 10.96.0.10\noptions single-request-reopen timeout:1 attempts:3 ndots:5\n",
+			[]string{"glibc: dnsPolicy None with NodeLocal DNSCache 169.254.20.10 first, then the cluster DNS 10.96.0.10", "musl asks both in parallel",
+				"ignores single-request-reopen: musl sends A and AAAA in parallel; dns-tuner added NodeLocal DNSCache 169.254.20.10"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ins, err := ReadPods(strings.NewReader(strings.Replace(doc, "IMAGE", tt.image, 1)), "nl.yaml", "default")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := policytest.Policy()
+			p.NodeLocalDNS = policy.NodeLocalDNS{Mode: policy.NodeLocalOn, DNSPolicyNone: tt.none}
+			p.ClusterDNS = "10.96.0.10"
+			r, err := Explain(context.Background(), p, det, time.Second, dns, ins[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Enforced != tt.enforced {
+				t.Errorf("enforced resolv.conf:\n%s\nwant:\n%s", r.Enforced, tt.enforced)
+			}
+			var text bytes.Buffer
+			if err := PrintText(&text, []Report{r}); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.text {
+				if !strings.Contains(text.String(), w) {
+					t.Errorf("text lacks %q:\n%s", w, text.String())
+				}
+			}
+			if strings.Contains(text.String(), "run NodeLocal DNSCache") {
+				t.Errorf("advice tells the user to do what dns-tuner did:\n%s", text.String())
+			}
+		})
+	}
+}

@@ -83,6 +83,16 @@ func printOne(w io.Writer, r Report) {
 		fmt.Fprintf(w, "\nA/AAAA race fix (policy raceFix %s): %s\n", r.RaceFix.Policy, r.RaceFix.Why)
 	}
 
+	if nl := r.NodeLocal; nl != nil {
+		fmt.Fprintf(w, "\nNodeLocal DNSCache (policy nodeLocalDNS %s): %s\n", nl.Policy, nl.Why)
+		switch nl.Form {
+		case mutate.NodeLocalAppend:
+			fmt.Fprintln(w, "  dnsPolicy stays; kubelet writes the cache after the cluster DNS, and if the cache is down the cluster DNS still answers")
+		case mutate.NodeLocalNone:
+			fmt.Fprintln(w, "  dnsPolicy None: kubelet writes only the pod's dnsConfig, so dns-tuner adds kubelet's search list, ndots:5 and timeout:1")
+		}
+	}
+
 	fmt.Fprintln(w, "\nWhat dns-tuner does in each mode:")
 	if r.Applies != nil {
 		fmt.Fprintf(w, "  (applies here: %s — %s)\n", r.Applies.Mode, r.Applies.Reason)

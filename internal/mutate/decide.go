@@ -55,7 +55,12 @@ type Plan struct {
 	// Risk is the pod's standing against the conntrack race once admitted: RiskNotExposed,
 	// RiskProtected or RiskExposed; empty when dns-tuner left the pod alone.
 	Risk string
+	// NodeLocal is the NodeLocal DNSCache form the pod gets (enforce) or would get (audit).
+	NodeLocal NodeLocal
 }
+
+// changes reports whether enforce changes the pod's spec.
+func (plan Plan) changes() bool { return len(plan.Inject) > 0 || plan.NodeLocal.Form != "" }
 
 // RaceFix is the race-fix decision for one pod.
 type RaceFix struct {
@@ -300,6 +305,10 @@ func DecideFor(p *policy.Policy, pod *Pod, md ModeDecision, containers []Contain
 		}
 		plan.Inject = append(plan.Inject, o)
 	}
+	plan.NodeLocal = nodeLocalFor(p, pod, containers, exp)
+	if plan.NodeLocal.Form == NodeLocalNone {
+		plan.Inject = noneFormOptions(plan.Inject, existing)
+	}
 
 	// What each container's resolver will not read, in the resolv.conf kubelet will render.
 	final := renderedOptions(pod, append(append([]policy.Option{}, existing...), plan.Inject...))
@@ -309,11 +318,18 @@ func DecideFor(p *policy.Policy, pod *Pod, md ModeDecision, containers []Contain
 	}
 	plan.Costs = RetryCosts(containers, kept, pod.nameservers())
 	plan.Risk = risk(exp, kept, containers)
+	if plan.NodeLocal.Form != "" && md.Mode == policy.Enforce && plan.Risk == RiskExposed {
+		plan.Risk = RiskProtected // the cache's path skips conntrack: the race cannot stall it
+	}
 	for _, c := range containers {
 		for _, o := range final {
 			o = CanonicalOption(o)
 			if honours, known := Honours(c.Verdict.Libc, o.Name, c.Verdict.Version); known && !honours {
-				plan.Ignored = append(plan.Ignored, Ignored{Container: c.Name, Libc: c.Verdict.Libc, Option: o.Name, Advice: advice(c.Verdict.Libc, o.Name)})
+				adv := advice(c.Verdict.Libc, o.Name)
+				if a, ok := nodeLocalAdvice(plan.NodeLocal, md.Mode, c.Verdict.Libc); ok {
+					adv = a
+				}
+				plan.Ignored = append(plan.Ignored, Ignored{Container: c.Name, Libc: c.Verdict.Libc, Option: o.Name, Advice: adv})
 			}
 		}
 	}
@@ -323,13 +339,16 @@ func DecideFor(p *policy.Policy, pod *Pod, md ModeDecision, containers []Contain
 		plan.Status = StatusAudit
 		if len(plan.Inject) > 0 {
 			plan.Warnings = append(plan.Warnings, "dns-tuner audit: enforce mode would add dnsConfig options "+optionList(plan.Inject))
-		} else {
+		} else if !plan.changes() {
 			plan.Warnings = append(plan.Warnings, "dns-tuner audit: enforce mode would change nothing")
 		}
-	case len(plan.Inject) > 0:
+	case plan.changes():
 		plan.Status = StatusInjected
 	default:
 		plan.Status = StatusUnchanged
+	}
+	if w := nodeLocalWarning(plan.NodeLocal, md.Mode); w != "" {
+		plan.Warnings = append(plan.Warnings, w)
 	}
 	plan.Warnings = append(plan.Warnings, ignoredWarnings(plan.Ignored)...)
 	if w := unknownWarning(containers); w != "" {
@@ -351,6 +370,13 @@ func DecideFor(p *policy.Policy, pod *Pod, md ModeDecision, containers []Contain
 		}
 		plan.Annotations[key] = strings.Join(optionStrings(plan.Inject), ",")
 	}
+	if plan.NodeLocal.Why != "" {
+		why := plan.NodeLocal.Why
+		if plan.NodeLocal.Form != "" && md.Mode == policy.Audit {
+			why = "enforce mode would do: " + why
+		}
+		plan.Annotations[AnnotationNodeLocal] = clip(why, shortCap)
+	}
 	if len(plan.Ignored) > 0 {
 		plan.Annotations[AnnotationIgnored] = listing(AnnotationIgnored, ignoredJSON(plan.Ignored))
 		plan.Annotations[AnnotationAdvice] = adviceText(plan.Ignored)
@@ -371,7 +397,7 @@ func (plan Plan) settle(pod *Pod) Plan {
 	if !handled || prior == StatusError {
 		return plan
 	}
-	if len(plan.Inject) == 0 || plan.Mode != policy.Enforce {
+	if !plan.changes() || plan.Mode != policy.Enforce {
 		plan.Annotations = nil
 		return plan
 	}

@@ -4,6 +4,8 @@ import (
 	"sort"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/dns-tuner/dns-tuner/internal/policy"
 )
 
@@ -17,25 +19,22 @@ type Op struct {
 }
 
 // Patch turns a plan into JSON patch operations against the pod as submitted. It only ever
-// adds: options are appended and annotations set, so fields dns-tuner does not know (from a
-// newer API server) are never dropped, and a second pass over the result adds nothing.
+// adds: options are appended, NodeLocal DNSCache nameservers and searches inserted and
+// annotations set, so fields dns-tuner does not know (from a newer API server) are never
+// dropped, and a second pass over the result adds nothing. The None form's add of
+// /spec/dnsPolicy replaces the defaulted ClusterFirst (RFC 6902: add on an existing member
+// replaces it), so the patch holds even where the field is absent.
 func Patch(pod *Pod, plan Plan) []Op {
 	var ops []Op
-	if plan.Mode == policy.Enforce && len(plan.Inject) > 0 {
+	if plan.Mode == policy.Enforce && plan.changes() {
 		opts := make([]any, len(plan.Inject))
 		for i, o := range plan.Inject {
 			opts[i] = optionValue(o)
 		}
-		switch {
-		case pod.Spec.DNSConfig == nil:
-			ops = append(ops, add("/spec/dnsConfig", map[string]any{"options": opts}))
-		case len(pod.Spec.DNSConfig.Options) == 0:
-			ops = append(ops, add("/spec/dnsConfig/options", opts))
-		default:
-			for _, o := range opts {
-				ops = append(ops, add("/spec/dnsConfig/options/-", o))
-			}
+		if plan.NodeLocal.Form == NodeLocalNone {
+			ops = append(ops, add("/spec/dnsPolicy", string(corev1.DNSNone)))
 		}
+		ops = append(ops, dnsConfigOps(pod, plan.NodeLocal, opts)...)
 	}
 	if len(plan.Annotations) == 0 {
 		return ops

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,7 +166,61 @@ type Policy struct {
 	Profiles map[libc.Libc]Profile `json:"profiles"`
 	// Inspection configures registry-backed libc detection.
 	Inspection Inspection `json:"inspection"`
+	// NodeLocalDNS points pods at NodeLocal DNSCache, the cache on every node that the
+	// conntrack race cannot reach.
+	NodeLocalDNS NodeLocalDNS `json:"nodeLocalDNS"`
+	// ClusterDomain is kubelet's --cluster-domain, for the search list of the dnsPolicy None
+	// form. Empty: cluster.local.
+	ClusterDomain string `json:"clusterDomain,omitempty"`
+	// ClusterDNS is the cluster DNS Service's ClusterIP, for the dnsPolicy None form, where
+	// the cluster facts do not have it. Empty: read from the Service.
+	ClusterDNS string `json:"clusterDNS,omitempty"`
 }
+
+// NodeLocalMode is when pods are pointed at NodeLocal DNSCache.
+type NodeLocalMode string
+
+const (
+	NodeLocalOff NodeLocalMode = "off"
+	// NodeLocalAuto is on when the cluster facts show a running node-local-dns DaemonSet.
+	NodeLocalAuto NodeLocalMode = "auto"
+	NodeLocalOn   NodeLocalMode = "on"
+)
+
+// UnmarshalJSON reads a YAML 1.1 boolean as the mode it looks like: an unquoted on or off
+// in the policy file arrives as true or false.
+func (m *NodeLocalMode) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "true":
+		*m = NodeLocalOn
+		return nil
+	case "false":
+		*m = NodeLocalOff
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("nodeLocalDNS.mode: want off, auto or on: %s", b)
+	}
+	*m = NodeLocalMode(strings.ToLower(strings.TrimSpace(s)))
+	return nil
+}
+
+// NodeLocalDNS is the nodeLocalDNS block of the policy.
+type NodeLocalDNS struct {
+	// Mode: off, auto or on. Empty is off.
+	Mode NodeLocalMode `json:"mode"`
+	// Address is the cache's address; empty with auto reads it from the DaemonSet, and
+	// otherwise is 169.254.20.10, the standard install's.
+	Address string `json:"address"`
+	// DNSPolicyNone lists the libcs that get the dnsPolicy None form (the cache first, then
+	// the cluster DNS): a libc that asks its nameservers in order (glibc) needs it. musl asks
+	// all in parallel and gets the cache appended to the cluster DNS instead.
+	DNSPolicyNone []libc.Libc `json:"dnsPolicyNone"`
+}
+
+// DefaultNodeLocalAddress is NodeLocal DNSCache's link-local address in the standard install.
+const DefaultNodeLocalAddress = "169.254.20.10"
 
 //go:embed default.yaml
 var defaultYAML []byte
@@ -273,9 +328,44 @@ func (p *Policy) Validate() error {
 			}
 		}
 	}
+	if err := p.NodeLocalDNS.validate(); err != nil {
+		return err
+	}
+	if p.ClusterDNS != "" {
+		if _, err := netip.ParseAddr(p.ClusterDNS); err != nil {
+			return fmt.Errorf("clusterDNS: %q is not an IP address", p.ClusterDNS)
+		}
+	}
+	if d := p.ClusterDomain; d != "" && (strings.ContainsAny(d, " \t\n/:") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".")) {
+		return fmt.Errorf("clusterDomain: %q is not a domain such as cluster.local", d)
+	}
 	in := p.Inspection
 	if in.Budget.Duration < 0 || in.PerImageTimeout.Duration < 0 || in.MaxBytesPerImage < 0 || in.MaxImagesPerPod < 0 {
 		return fmt.Errorf("inspection: budget, perImageTimeout, maxBytesPerImage and maxImagesPerPod must not be negative")
+	}
+	return nil
+}
+
+func (n NodeLocalDNS) validate() error {
+	switch n.Mode {
+	case "", NodeLocalOff, NodeLocalAuto, NodeLocalOn:
+	default:
+		return fmt.Errorf("nodeLocalDNS.mode: %q: want off, auto or on", n.Mode)
+	}
+	if n.Address != "" {
+		if _, err := netip.ParseAddr(n.Address); err != nil {
+			return fmt.Errorf("nodeLocalDNS.address: %q is not an IP address", n.Address)
+		}
+	}
+	seen := map[libc.Libc]bool{}
+	for _, l := range n.DNSPolicyNone {
+		if _, err := libc.Parse(string(l)); err != nil {
+			return fmt.Errorf("nodeLocalDNS.dnsPolicyNone: %w", err)
+		}
+		if seen[l] {
+			return fmt.Errorf("nodeLocalDNS.dnsPolicyNone: %s listed twice", l)
+		}
+		seen[l] = true
 	}
 	return nil
 }

@@ -110,6 +110,34 @@ func TestParse(t *testing.T) {
 		{name: "duplicate option", yaml: "profiles:\n  glibc:\n    inject: [{name: rotate}, {name: rotate}]\n", wantErr: "listed twice"},
 		{name: "option name with colon", yaml: "profiles:\n  glibc:\n    inject: [{name: \"timeout:2\"}]\n", wantErr: "invalid option name"},
 		{name: "ndots out of range", yaml: "ndots: \"20\"\n", wantErr: "ndots"},
+		{name: "nodeLocalDNS default off", yaml: "{}\n", check: func(t *testing.T, p *Policy) {
+			if n := p.NodeLocalDNS; n.Mode != NodeLocalOff || n.Address != "" || len(n.DNSPolicyNone) != 0 {
+				t.Errorf("nodeLocalDNS = %+v, want off", n)
+			}
+		}},
+		// Unquoted on/off are YAML 1.1 booleans; an operator writing them means the mode.
+		{name: "nodeLocalDNS unquoted on", yaml: "nodeLocalDNS:\n  mode: on\n  address: 169.254.20.10\n  dnsPolicyNone: [glibc]\n", check: func(t *testing.T, p *Policy) {
+			if n := p.NodeLocalDNS; n.Mode != NodeLocalOn || n.Address != "169.254.20.10" || len(n.DNSPolicyNone) != 1 || n.DNSPolicyNone[0] != libc.GLibc {
+				t.Errorf("nodeLocalDNS = %+v", n)
+			}
+		}},
+		{name: "nodeLocalDNS unquoted off", yaml: "nodeLocalDNS: {mode: off}\n", check: func(t *testing.T, p *Policy) {
+			if p.NodeLocalDNS.Mode != NodeLocalOff {
+				t.Errorf("mode = %q", p.NodeLocalDNS.Mode)
+			}
+		}},
+		{name: "nodeLocalDNS auto", yaml: "nodeLocalDNS: {mode: auto}\nclusterDNS: 10.96.0.10\nclusterDomain: corp.local\n", check: func(t *testing.T, p *Policy) {
+			if p.NodeLocalDNS.Mode != NodeLocalAuto || p.ClusterDNS != "10.96.0.10" || p.ClusterDomain != "corp.local" {
+				t.Errorf("policy = %+v", p)
+			}
+		}},
+		{name: "nodeLocalDNS bad mode", yaml: "nodeLocalDNS: {mode: always}\n", wantErr: "nodeLocalDNS.mode"},
+		{name: "nodeLocalDNS bad address", yaml: "nodeLocalDNS: {mode: on, address: node-cache}\n", wantErr: "nodeLocalDNS.address"},
+		{name: "nodeLocalDNS bad libc", yaml: "nodeLocalDNS: {dnsPolicyNone: [bionic]}\n", wantErr: "nodeLocalDNS.dnsPolicyNone"},
+		{name: "nodeLocalDNS libc twice", yaml: "nodeLocalDNS: {dnsPolicyNone: [glibc, glibc]}\n", wantErr: "listed twice"},
+		{name: "nodeLocalDNS unknown field", yaml: "nodeLocalDNS: {enabled: true}\n", wantErr: "unknown field"},
+		{name: "bad clusterDNS", yaml: "clusterDNS: kube-dns\n", wantErr: "clusterDNS"},
+		{name: "bad clusterDomain", yaml: "clusterDomain: .cluster.local\n", wantErr: "clusterDomain"},
 		{name: "bad duration", yaml: "inspection:\n  budget: soon\n", wantErr: "invalid duration"},
 	}
 	for _, tt := range tests {

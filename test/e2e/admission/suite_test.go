@@ -129,8 +129,14 @@ func TestMain(m *testing.M) {
 // startWebhook runs `serve` in-process on port with envtest's serving certificate and the
 // suite's policy, and waits until it serves TLS. stop ends it and waits for it to exit.
 func startWebhook(port int) (stop func() error, err error) {
+	return startWebhookWith(port, policyFile)
+}
+
+// startWebhookWith is startWebhook with another policy file, for a test that installs a
+// webhook configuration of its own (see TestWebhookDown) to decide under its own policy.
+func startWebhookWith(port int, policy string) (stop func() error, err error) {
 	o := server.Options{
-		ConfigFile: policyFile,
+		ConfigFile: policy,
 		CertDir:    hook.LocalServingCertDir, CertName: "tls.crt", KeyName: "tls.key",
 		WebhookHost: hook.LocalServingHost, WebhookPort: port,
 		MetricsBindAddress: "0", HealthProbeBindAddr: "0", Namespace: "dns-tuner-system",
