@@ -131,7 +131,8 @@ func nodeLocalFor(p *policy.Policy, pod *Pod, containers []Container, exp cluste
 		default:
 			domain := firstOf(p.ClusterDomain, "cluster.local")
 			var searches []string
-			for _, s := range []string{pod.Metadata.Namespace + ".svc." + domain, "svc." + domain, domain} {
+			// what kubelet writes for ClusterFirst: the cluster's domains, then the node's
+			for _, s := range append([]string{pod.Metadata.Namespace + ".svc." + domain, "svc." + domain, domain}, p.NodeSearch...) {
 				if pod.Spec.DNSConfig == nil || !slices.Contains(pod.Spec.DNSConfig.Searches, s) {
 					searches = append(searches, s)
 				}

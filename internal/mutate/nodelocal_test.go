@@ -142,3 +142,17 @@ func TestNodeLocal(t *testing.T) {
 		})
 	}
 }
+
+// The dnsPolicy None form writes the search list kubelet would have written for ClusterFirst:
+// the cluster's domains, then the node's (policy nodeSearch), so names that relied on the
+// node's domains keep resolving.
+func TestNodeLocalNoneKeepsNodeSearch(t *testing.T) {
+	p := nodeLocalPolicy(policy.NodeLocalOn, libc.GLibc)
+	p.NodeSearch = []string{"corp.internal"}
+	pod := pod(func(p *Pod) { p.Spec.DNSPolicy = corev1.DNSClusterFirst })
+	plan := DecideFor(p, pod, ModeDecision{Mode: policy.Enforce, Reason: "test"}, containers("app", "glibc"), running)
+	want := []string{"shop.svc.cluster.local", "svc.cluster.local", "cluster.local", "corp.internal"}
+	if !slices.Equal(plan.NodeLocal.Searches, want) {
+		t.Fatalf("searches %+v, want %q", plan.NodeLocal, want)
+	}
+}

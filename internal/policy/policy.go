@@ -175,6 +175,9 @@ type Policy struct {
 	// ClusterDNS is the cluster DNS Service's ClusterIP, for the dnsPolicy None form, where
 	// the cluster facts do not have it. Empty: read from the Service.
 	ClusterDNS string `json:"clusterDNS,omitempty"`
+	// NodeSearch are the node's search domains, which kubelet appends after the cluster's
+	// for ClusterFirst pods: the dnsPolicy None form writes them itself.
+	NodeSearch []string `json:"nodeSearch,omitempty"`
 }
 
 // NodeLocalMode is when pods are pointed at NodeLocal DNSCache.
