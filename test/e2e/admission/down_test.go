@@ -3,8 +3,6 @@ package admission
 import (
 	"context"
 	"net"
-	"net/url"
-	"strconv"
 	"testing"
 	"time"
 
@@ -29,30 +27,7 @@ func TestWebhookDown(t *testing.T) {
 	// Only this test's pods reach this configuration, and they do not reach the suite's: its
 	// objectSelector skips pods labelled as dns-tuner's own.
 	own := map[string]string{"app.kubernetes.io/name": "dns-tuner", "e2e.dns-tuner.io/case": "webhook-down"}
-	installed, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wh *admissionregistrationv1.MutatingWebhook
-	for _, c := range installed.Items {
-		for i := range c.Webhooks {
-			if c.Webhooks[i].Name == "pods.dns-tuner.io" {
-				wh = c.Webhooks[i].DeepCopy()
-			}
-		}
-	}
-	if wh == nil || wh.ClientConfig.URL == nil {
-		t.Fatal("config/webhook's pods.dns-tuner.io is not installed with a URL")
-	}
-	port := freePort(t)
-	u, err := url.Parse(*wh.ClientConfig.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
-	us := u.String()
-	wh.Name, wh.ClientConfig.URL = "down.pods.dns-tuner.io", &us
-	wh.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}
+	wh, port := copyWebhook(ctx, t, cs, "down.pods.dns-tuner.io", ns)
 	wh.ObjectSelector = &metav1.LabelSelector{MatchLabels: own}
 	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "dns-tuner-e2e-down"},

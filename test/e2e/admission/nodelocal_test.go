@@ -3,12 +3,9 @@ package admission
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,30 +35,7 @@ func ownWebhook(t *testing.T, cs *kubernetes.Clientset, ns, policyYAML string, o
 	if err := os.WriteFile(file, []byte(policyYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	installed, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wh *admissionregistrationv1.MutatingWebhook
-	for _, c := range installed.Items {
-		for i := range c.Webhooks {
-			if c.Webhooks[i].Name == "pods.dns-tuner.io" {
-				wh = c.Webhooks[i].DeepCopy()
-			}
-		}
-	}
-	if wh == nil || wh.ClientConfig.URL == nil {
-		t.Fatal("config/webhook's pods.dns-tuner.io is not installed with a URL")
-	}
-	port := freePort(t)
-	u, err := url.Parse(*wh.ClientConfig.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
-	us := u.String()
-	wh.Name, wh.ClientConfig.URL = ns+".pods.dns-tuner.io", &us
-	wh.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}
+	wh, port := copyWebhook(ctx, t, cs, ns+".pods.dns-tuner.io", ns)
 	wh.ObjectSelector = &metav1.LabelSelector{MatchLabels: own}
 	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "dns-tuner-" + ns},

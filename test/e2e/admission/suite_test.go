@@ -11,6 +11,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,8 @@ import (
 	"github.com/go-logr/zapr"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"go.uber.org/zap"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -159,4 +162,36 @@ func startWebhookWith(port int, policy string) (stop func() error, err error) {
 		return nil, err
 	}
 	return stop, nil
+}
+
+// copyWebhook is config/webhook's pods.dns-tuner.io as installed, renamed to name, pointed
+// at a free port on the same host and confined to namespace ns: a test's own serve behind
+// the shipped configuration.
+func copyWebhook(ctx context.Context, t *testing.T, cs kubernetes.Interface, name, ns string) (*admissionregistrationv1.MutatingWebhook, int) {
+	t.Helper()
+	installed, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wh *admissionregistrationv1.MutatingWebhook
+	for _, c := range installed.Items {
+		for i := range c.Webhooks {
+			if c.Webhooks[i].Name == "pods.dns-tuner.io" {
+				wh = c.Webhooks[i].DeepCopy()
+			}
+		}
+	}
+	if wh == nil || wh.ClientConfig.URL == nil {
+		t.Fatal("config/webhook's pods.dns-tuner.io is not installed with a URL")
+	}
+	port := freePort(t)
+	u, err := url.Parse(*wh.ClientConfig.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
+	us := u.String()
+	wh.Name, wh.ClientConfig.URL = name, &us
+	wh.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}
+	return wh, port
 }
