@@ -65,15 +65,9 @@ func (c *Audit) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 	if c.concurrency < 1 {
 		return usageErrorf("--concurrency must be at least 1")
 	}
-	p := policy.Default()
-	if c.configFile != "" {
-		data, err := os.ReadFile(c.configFile)
-		if err != nil {
-			return err
-		}
-		if p, err = policy.Parse(data); err != nil {
-			return err
-		}
+	p, err := policyFile(c.configFile)
+	if err != nil {
+		return err
 	}
 	cfg, err := restConfig(c.kubeconfig)
 	if err != nil {

@@ -65,15 +65,9 @@ func (c *Explain) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	if (c.file == "") == (c.name == "") {
 		return usageErrorf("give either -f FILE or --name POD")
 	}
-	p := policy.Default()
-	if c.configFile != "" {
-		data, err := os.ReadFile(c.configFile)
-		if err != nil {
-			return err
-		}
-		if p, err = policy.Parse(data); err != nil {
-			return err
-		}
+	p, err := policyFile(c.configFile)
+	if err != nil {
+		return err
 	}
 	det, err := c.detector(ctx, p.Inspection)
 	if err != nil {

@@ -2,11 +2,15 @@ package cli
 
 import (
 	"flag"
+	"fmt"
+	"os"
 	"strings"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/dns-tuner/dns-tuner/internal/policy"
 )
 
 // stringList is a repeatable string flag: each use appends.
@@ -38,4 +42,21 @@ func restConfig(path string) (*rest.Config, error) {
 		return clientcmd.BuildConfigFromFlags("", path)
 	}
 	return ctrl.GetConfig()
+}
+
+// policyFile is the policy a command decides with: the file at path (--config), or the
+// embedded default when path is empty.
+func policyFile(path string) (*policy.Policy, error) {
+	if path == "" {
+		return policy.Default(), nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := policy.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
 }
