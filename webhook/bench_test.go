@@ -31,6 +31,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -624,5 +625,40 @@ func BenchmarkHandle(b *testing.B) {
 		if resp := m.Handle(context.Background(), req); len(resp.Patch) == 0 {
 			b.Fatal("no patch")
 		}
+	}
+}
+
+// BenchmarkServeReview is one review served over HTTP without the network: decoding the
+// AdmissionReview, deciding, encoding the answer. "reviews" is what serve registers
+// (webhook.Reviews, one pass over the review); "admission.Webhook" is controller-runtime's
+// generic path with the same mutator, which Reviews falls back to for bodies it does not take.
+func BenchmarkServeReview(b *testing.B) {
+	m := newBenchMutator(b, logr.Discard())
+	body := reviewBody(b)
+	for _, bc := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"reviews", webhook.Reviews(m, logr.Discard())},
+		{"admission.Webhook", &admission.Webhook{Handler: m}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := bytes.NewReader(body)
+			serve := func() *httptest.ResponseRecorder {
+				r.Reset(body)
+				req := httptest.NewRequest(http.MethodPost, webhook.Path, r)
+				req.Header.Set("Content-Type", "application/json")
+				w := httptest.NewRecorder()
+				bc.h.ServeHTTP(w, req)
+				return w
+			}
+			if w := serve(); !bytes.Contains(w.Body.Bytes(), []byte(`"patch":`)) { // warms the caches too
+				b.Fatalf("no patch: %s", w.Body)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				serve()
+			}
+		})
 	}
 }

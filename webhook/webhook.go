@@ -52,11 +52,16 @@ var _ admission.Handler = &PodMutator{}
 
 // Handle implements admission.Handler. Every trouble of dns-tuner's own ends in failOpen:
 // the pod is allowed with its spec unchanged.
-func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp admission.Response) {
+func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	return m.handle(ctx, req, nil)
+}
+
+// handle decides req; pod is its object when the caller decoded it already (ServeHTTP reads
+// it in the same pass as the review), nil to decode req.Object.Raw here.
+func (m *PodMutator) handle(ctx context.Context, req admission.Request, pod *mutate.Pod) (resp admission.Response) {
 	if req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		return admission.Allowed("dns-tuner only acts on pod creation")
 	}
-	var pod *mutate.Pod
 	defer func() {
 		if r := recover(); r != nil {
 			resp = m.failOpen(req, pod, "panic", fmt.Errorf("panic: %v", r))
@@ -68,9 +73,11 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) (resp ad
 		metrics.Admissions.WithLabelValues(string(policy.Off), "off", "none").Inc()
 		return admission.Allowed("namespace excluded by dns-tuner policy")
 	}
-	pod, err := mutate.DecodePod(req.Object.Raw)
-	if err != nil {
-		return m.failOpen(req, nil, "decode", err)
+	var err error
+	if pod == nil {
+		if pod, err = mutate.DecodePod(req.Object.Raw); err != nil {
+			return m.failOpen(req, nil, "decode", err)
+		}
 	}
 	namespace := req.Namespace
 	if namespace == "" {

@@ -126,17 +126,29 @@ func (c PodContainer) PathEnv() string {
 // server does. A field of the wrong JSON type is an error, and so is a pod without a
 // metadata or spec object, which a patch could not add to.
 func DecodePod(raw []byte) (*Pod, error) {
-	var obj struct {
-		Metadata *PodMeta `json:"metadata"`
-		Spec     *PodSpec `json:"spec"`
-	}
+	var obj PodObject
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &obj); err != nil {
 		return nil, fmt.Errorf("decoding pod: %w", err)
 	}
-	if obj.Metadata == nil || obj.Spec == nil {
+	return obj.Pod()
+}
+
+// PodObject is a pod as the JSON decoder fills it, before DecodePod's checks. A document
+// that holds a pod (an AdmissionReview's request.object) can hold a PodObject, so the pod is
+// read in the same pass as the document instead of being scanned again from raw bytes; it
+// must be decoded as DecodePod does (sigs.k8s.io/json, case-sensitive), then checked by Pod.
+type PodObject struct {
+	Metadata *PodMeta `json:"metadata"`
+	Spec     *PodSpec `json:"spec"`
+}
+
+// Pod is the view of a decoded object: an error for an object without a metadata or spec
+// object, and every environment variable but PATH dropped.
+func (o *PodObject) Pod() (*Pod, error) {
+	if o == nil || o.Metadata == nil || o.Spec == nil {
 		return nil, errors.New("decoding pod: no metadata or spec object")
 	}
-	pod := &Pod{Metadata: *obj.Metadata, Spec: *obj.Spec}
+	pod := &Pod{Metadata: *o.Metadata, Spec: *o.Spec}
 	for _, cs := range [][]PodContainer{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for i := range cs {
 			cs[i].Env = onlyPath(cs[i].Env)

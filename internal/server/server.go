@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/dns-tuner/dns-tuner/internal/cluster"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
@@ -37,11 +36,12 @@ type Deps struct {
 	Log   logr.Logger
 }
 
-// Admission is the handler the server serves at Path. The caller (cmd/dns-tuner) supplies
-// it, so this package, a library, never imports the admission adapter.
+// Admission is the handler the server serves at Path: it answers AdmissionReviews (the body
+// already read and bounded by the server). The caller (cmd/dns-tuner) supplies it, so this
+// package, a library, never imports the admission adapter.
 type Admission struct {
 	Path string
-	New  func(Deps) admission.Handler
+	New  func(Deps) http.Handler
 }
 
 // Run serves the webhook until ctx ends, with the cluster reached through cfg.

@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/dns-tuner/dns-tuner/internal/certs"
 	"github.com/dns-tuner/dns-tuner/internal/metrics"
@@ -140,23 +139,19 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// admissionHandler serves h as controller-runtime's admission webhook, after reading the
-// body itself: a request cut by the read deadline or abandoned by its client is one log
-// line here, where controller-runtime would log an error (with a stack trace in production
-// logging) per request. Such a request never came whole from the API server, so it gets a
-// plain HTTP error, not an admission answer.
 // inflightWait is how long a review waits for room under MaxInflightBytes before it is
 // turned away: well inside the API server's 5 s webhook timeout.
 const inflightWait = time.Second
 
-func admissionHandler(h admission.Handler, maxInflight int64, log logr.Logger) http.Handler {
+// admissionHandler serves h, which answers admission reviews, after reading the body
+// itself: a request cut by the read deadline or abandoned by its client is one log line
+// here, where controller-runtime would log an error (with a stack trace in production
+// logging) per request. Such a request never came whole from the API server, so it gets a
+// plain HTTP error, not an admission answer. Past maxInflight review bytes in flight, a
+// review waits up to inflightWait for room, then gets 503: the API server admits the pod
+// unchanged (failurePolicy Ignore).
+func admissionHandler(h http.Handler, maxInflight int64, log logr.Logger) http.Handler {
 	inflight := semaphore.NewWeighted(maxInflight)
-	wh := &admission.Webhook{
-		Handler: h,
-		LogConstructor: func(_ logr.Logger, req *admission.Request) logr.Logger {
-			return admission.DefaultLogConstructor(log, req)
-		},
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		// Room for the body before reading it: its Content-Length, or the largest review.
@@ -175,14 +170,36 @@ func admissionHandler(h admission.Handler, maxInflight int64, log logr.Logger) h
 			return
 		}
 		defer inflight.Release(weight)
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
+		body, err := readBody(r.Body, r.ContentLength)
 		if err != nil {
 			log.Info("admission request aborted while reading its body", "remote", r.RemoteAddr,
 				"bytesRead", len(body), "contentLength", r.ContentLength, "after", time.Since(start).Round(time.Millisecond).String(), "reason", err.Error())
 			http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		wh.ServeHTTP(w, r)
+		r.Body = memoryBody{Reader: bytes.NewReader(body), b: body}
+		h.ServeHTTP(w, r)
 	})
 }
+
+// readBody reads a request body whole: into a buffer of its declared length when it has one
+// (net/http stops a body at its Content-Length), else growing up to one byte past
+// maxRequestBytes, so that a longer body is seen as one.
+func readBody(r io.Reader, contentLength int64) ([]byte, error) {
+	if contentLength < 0 || contentLength > maxRequestBytes {
+		return io.ReadAll(io.LimitReader(r, maxRequestBytes+1))
+	}
+	b := make([]byte, contentLength)
+	n, err := io.ReadFull(r, b)
+	return b[:n], err
+}
+
+// memoryBody is a request body already in memory. Bytes hands it to a handler that wants it
+// whole (webhook.Reviews) without a second copy; others read it as any body.
+type memoryBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (memoryBody) Close() error    { return nil }
+func (m memoryBody) Bytes() []byte { return m.b }

@@ -95,7 +95,7 @@ func startTestServer(t *testing.T, o Options) *testServer {
 		t.Fatal(err)
 	}
 	srv := newWebhookServer(o, log.WithName("webhook-server"))
-	srv.Register(testPath, admissionHandler(allowAll{}, o.withServerDefaults().MaxInflightBytes, log.WithName("admission")))
+	srv.Register(testPath, admissionHandler(&admission.Webhook{Handler: allowAll{}}, o.withServerDefaults().MaxInflightBytes, log.WithName("admission")))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(ctx) }()
@@ -426,7 +426,7 @@ func (b blockingHandler) Handle(context.Context, admission.Request) admission.Re
 func TestInflightBytesAreBounded(t *testing.T) {
 	review := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"operation":"CREATE","object":{"metadata":{"name":"p"},"spec":{}}}}`)
 	b := blockingHandler{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	h := admissionHandler(b, Options{MaxInflightBytes: 1}.withServerDefaults().MaxInflightBytes, logr.Discard())
+	h := admissionHandler(&admission.Webhook{Handler: b}, Options{MaxInflightBytes: 1}.withServerDefaults().MaxInflightBytes, logr.Discard())
 	post := func(length int64) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(http.MethodPost, testPath, bytes.NewReader(review))
 		r.Header.Set("Content-Type", "application/json")
