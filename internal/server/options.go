@@ -49,6 +49,11 @@ type Options struct {
 	// MaxConnections caps open connections to the webhook: each costs about 50 KiB, and
 	// the API server needs a few (HTTP/2 multiplexes reviews).
 	MaxConnections int
+	// EnableHTTP2 lets API servers speak HTTP/2 to the webhook. Off by default, as in
+	// kubebuilder's scaffold: HTTP/2 stream resets (CVE-2023-44487, CVE-2023-39325) let one
+	// client make the server work without bound, and HTTP/1.1 keep-alive connections cost
+	// the API server and dns-tuner less CPU per review (hack/loadtest).
+	EnableHTTP2 bool
 	// MaxInflightBytes bounds the review bytes being decided at once, whatever the number of
 	// connections or HTTP/2 streams: a review costs a few times its size in memory while it
 	// is decided. A review that finds no room within a second is answered 503, which the API
@@ -82,6 +87,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.IdleTimeout, "webhook-idle-timeout", DefaultIdleTimeout, "How long an idle keep-alive connection to the webhook stays open.")
 	fs.IntVar(&o.MaxHeaderBytes, "webhook-max-header-bytes", DefaultMaxHeaderBytes, "Largest request header block the webhook server reads.")
 	fs.Int64Var(&o.MaxInflightBytes, "webhook-max-inflight-bytes", DefaultMaxInflightBytes, "Most bytes of admission reviews decided at once (at least 7 MiB); a review that finds no room within a second is answered 503 and the API server admits the pod unchanged (failurePolicy Ignore).")
+	fs.BoolVar(&o.EnableHTTP2, "enable-http2", false, "Serve the webhook over HTTP/2 as well as HTTP/1.1 (off: HTTP/2 rapid-reset attacks, and HTTP/1.1 costs less CPU per review).")
 	fs.IntVar(&o.MaxConnections, "webhook-max-connections", DefaultMaxConnections, "Most connections the webhook server holds open at once; more wait to be accepted.")
 	fs.StringVar(&o.ConfigFile, "config", "", "Cluster policy file (YAML). Empty: the embedded default (mode off; namespaces opt in).")
 	fs.DurationVar(&o.PolicyReload, "config-reload-interval", 10*time.Second, "How often the policy file is checked for changes.")

@@ -75,12 +75,19 @@ func (s *webhookServer) Start(ctx context.Context) error {
 		return err
 	}
 	// Past the cap, new connections wait in the kernel's accept queue, costing no memory here.
+	protos := []string{"http/1.1"}
+	if s.o.EnableHTTP2 {
+		protos = []string{"h2", "http/1.1"}
+	}
 	ln := tls.NewListener(netutil.LimitListener(tcp, s.o.MaxConnections), &tls.Config{
-		NextProtos:     []string{"h2", "http/1.1"},
+		NextProtos:     protos,
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: cw.GetCertificate,
 	})
 	srv := s.httpServer(ctx)
+	if !s.o.EnableHTTP2 {
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){} // no HTTP/2 even if a client asks
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -92,7 +99,7 @@ func (s *webhookServer) Start(ctx context.Context) error {
 		}
 	}()
 	s.log.Info("serving webhook", "address", ln.Addr().String(), "readHeaderTimeout", s.o.ReadHeaderTimeout,
-		"readTimeout", s.o.ReadTimeout, "idleTimeout", s.o.IdleTimeout, "maxHeaderBytes", s.o.MaxHeaderBytes, "maxConnections", s.o.MaxConnections)
+		"readTimeout", s.o.ReadTimeout, "idleTimeout", s.o.IdleTimeout, "http2", s.o.EnableHTTP2, "maxHeaderBytes", s.o.MaxHeaderBytes, "maxConnections", s.o.MaxConnections)
 	s.started.Store(true)
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -354,7 +354,7 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 // A client that keeps sending a body past the read deadline over HTTP/2 has its stream
 // ended at the deadline too.
 func TestSlowHTTP2BodyIsCutOff(t *testing.T) {
-	o := Options{ReadHeaderTimeout: 500 * time.Millisecond, ReadTimeout: time.Second}
+	o := Options{ReadHeaderTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, EnableHTTP2: true}
 	srv := startTestServer(t, o)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: srv.tls, ForceAttemptHTTP2: true}, Timeout: 15 * time.Second}
 	defer client.CloseIdleConnections()
@@ -383,6 +383,27 @@ func TestSlowHTTP2BodyIsCutOff(t *testing.T) {
 		t.Errorf("stream ended after %v, want within %v", took, o.ReadTimeout)
 	}
 	srv.admit(t, client)
+}
+
+// HTTP/2 is served only with --enable-http2: a client that asks for it otherwise speaks
+// HTTP/1.1, and reviews are answered either way.
+func TestHTTP2OnlyWhenEnabled(t *testing.T) {
+	for _, enabled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("enable-http2=%v", enabled), func(t *testing.T) {
+			srv := startTestServer(t, Options{EnableHTTP2: enabled})
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: srv.tls, ForceAttemptHTTP2: true}, Timeout: 10 * time.Second}
+			defer client.CloseIdleConnections()
+			resp, err := client.Get("https://" + srv.addr + testPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.ProtoMajor == 2; got != enabled {
+				t.Errorf("client spoke %s with --enable-http2=%v", resp.Proto, enabled)
+			}
+			srv.admit(t, client)
+		})
+	}
 }
 
 // Past --webhook-max-connections, a new connection waits to be accepted instead of costing
