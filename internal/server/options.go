@@ -27,6 +27,9 @@ type Options struct {
 	PolicyReload        time.Duration
 	MetricsBindAddress  string
 	HealthProbeBindAddr string
+	// PprofBindAddress serves net/http/pprof for profiling under real load; off by default,
+	// since profiles show request contents.
+	PprofBindAddress string
 	// Namespace is dns-tuner's own namespace, always excluded (from POD_NAMESPACE).
 	Namespace string
 	Log       LogOptions
@@ -93,6 +96,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.PolicyReload, "config-reload-interval", 10*time.Second, "How often the policy file is checked for changes.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.HealthProbeBindAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", "0", "Address of Go's /debug/pprof profiles (keep it on loopback); 0 disables it.")
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "dns-tuner's own namespace, always excluded (default $POD_NAMESPACE).")
 	fs.BoolVar(&o.WarmCache, "warm-cache", false, "Inspect the images of Deployments, StatefulSets, DaemonSets, Jobs and CronJobs before their pods exist (holds those objects in memory; needs list/watch on them).")
 	o.Log.BindFlags(fs)

@@ -74,6 +74,7 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, admit Admission, log 
 		Logger:                 log,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress: o.HealthProbeBindAddr,
+		PprofBindAddress:       o.PprofBindAddress,
 		WebhookServer:          whServer,
 	})
 	if err != nil {
