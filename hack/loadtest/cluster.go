@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -26,6 +27,8 @@ type cluster struct {
 	cs         *kubernetes.Clientset
 	kubeconfig string
 	webhook    *admissionregistrationv1.MutatingWebhookConfiguration
+	// apiserverPID is kube-apiserver's process, whose CPU time the load reports.
+	apiserverPID int
 }
 
 func startCluster(root, dir string) (*cluster, error) {
@@ -39,6 +42,17 @@ func startCluster(root, dir string) (*cluster, error) {
 		return nil, fmt.Errorf("starting envtest: %w", err)
 	}
 	c := &cluster{env: env}
+	exe, err := filepath.EvalSymlinks(filepath.Join(assets, "kube-apiserver"))
+	if err == nil {
+		exe, err = filepath.Abs(exe)
+	}
+	if err == nil {
+		c.apiserverPID, err = processByExe(exe)
+	}
+	if err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
 	if err := c.init(cfg, root, dir); err != nil {
 		_ = env.Stop()
 		return nil, err
@@ -113,4 +127,25 @@ func (c *cluster) unregisterWebhook(ctx context.Context) error {
 		time.Sleep(time.Second)
 	}
 	return err
+}
+
+// profileAPIServer takes a CPU profile of kube-apiserver over the first seconds of the load
+// when --apiserver-profiles is set (envtest's API server serves /debug/pprof to admins),
+// saved as SETUP-N.pprof. The channel says when it is done.
+func (e *env) profileAPIServer(ctx context.Context, setup string) <-chan error {
+	done := make(chan error, 1)
+	if e.o.apiserverProfiles == "" {
+		done <- nil
+		return done
+	}
+	e.profiles++
+	path := filepath.Join(e.o.apiserverProfiles, fmt.Sprintf("%s-%d.pprof", strings.NewReplacer("/", "_", ":", "_").Replace(setup), e.profiles))
+	go func() {
+		b, err := e.cluster.cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "3").DoRaw(ctx)
+		if err == nil {
+			err = os.WriteFile(path, b, 0o600)
+		}
+		done <- err
+	}()
+	return done
 }

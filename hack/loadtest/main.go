@@ -29,6 +29,7 @@ import (
 
 type options struct {
 	root, binary, setups, dnsTunerArgs string
+	apiserverProfiles                  string
 	pods, clients, alternations, cold  int
 	libcAnnotation, memory             bool
 	timeout                            time.Duration
@@ -47,7 +48,7 @@ func main() {
 	flag.StringVar(&o.root, "root", ".", "Repository root (for cmd/dns-tuner and config/webhook).")
 	flag.StringVar(&o.binary, "dns-tuner", "", "A dns-tuner binary to run. Empty: go build ./cmd/dns-tuner from --root.")
 	flag.StringVar(&o.dnsTunerArgs, "dns-tuner-args", "", "Extra flags for `dns-tuner serve`, space separated.")
-	flag.StringVar(&o.setups, "setups", "none,noop,dns-tuner,replay", "Setups to alternate, in order: none, noop, dns-tuner, replay (the no-op webhook answering with dns-tuner's patch and warnings; after dns-tuner).")
+	flag.StringVar(&o.setups, "setups", "none,noop,dns-tuner,replay,replay-spec", "Setups to alternate, in order: none, noop, dns-tuner, dns-tuner-h2 (with --enable-http2), replay (the no-op webhook answering with dns-tuner's patch and warnings; after dns-tuner), replay-spec (the same with only the patch's /spec operations: what changing a pod's spec costs the API server, without annotations or warnings).")
 	flag.IntVar(&o.pods, "pods", 1500, "Dry-run pod creations per setup and alternation, after the cold burst.")
 	flag.IntVar(&o.clients, "clients", 20, "Concurrent clients.")
 	flag.IntVar(&o.alternations, "alternations", 3, "How many times each setup runs.")
@@ -61,6 +62,7 @@ func main() {
 	flag.BoolVar(&o.mem.waitGC, "mem-wait-gc", true, "Memory: after the idle time, wait (at most 2 more minutes) for the first GC after the load to read the live heap.")
 	flag.IntVar(&o.mem.peakPods, "peak-pods", 10, "Memory: concurrent huge pods for the peak.")
 	flag.IntVar(&o.mem.peakContainers, "peak-containers", 20000, "Memory: containers per huge pod.")
+	flag.StringVar(&o.apiserverProfiles, "apiserver-profiles", "", "Directory to save a CPU profile of kube-apiserver per setup and alternation, taken during the load (go tool pprof reads them).")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "Give up after this long.")
 	flag.Parse()
 
@@ -89,8 +91,10 @@ type env struct {
 	policy   string
 	binary   string
 	progress io.Writer
-	// replay is dns-tuner's response to a load pod, saved by the first dns-tuner run.
-	replay string
+	// replay is dns-tuner's response to a load pod, saved by the first dns-tuner run;
+	// replaySpec is that response with only its /spec operations and no warnings.
+	replay, replaySpec string
+	profiles           int // kube-apiserver profiles taken so far
 }
 
 func run(ctx context.Context, o options, out, progress io.Writer) error {
@@ -209,12 +213,22 @@ type runResult struct {
 	// reviews is how many reviews the webhook answered (more than the pods if the API server
 	// reinvoked it).
 	reviews int
+	// cpuPerReview is the webhook process's CPU time (user and system, TLS included) over the
+	// load divided by the reviews it answered then: what each review takes from the cores
+	// the API server shares (0 for none).
+	cpuPerReview time.Duration
+	// apiserverPerPod and machinePerPod are kube-apiserver's CPU time and the whole
+	// machine's (every process, all cores) over the load, per pod created.
+	apiserverPerPod, machinePerPod time.Duration
+	// busy is the share of the machine's cores busy during the load: near 1, throughput is
+	// bound by CPU, and every microsecond anyone spends on a pod lowers it.
+	busy float64
 }
 
-func (e *env) startDNSTuner(ctx context.Context, name string) (*dnsTuner, error) {
+func (e *env) startDNSTuner(ctx context.Context, name string, extraArgs ...string) (*dnsTuner, error) {
 	return startDNSTuner(ctx, dnsTunerConfig{
 		binary: e.binary, kubeconfig: e.cluster.kubeconfig, certDir: e.certDir, policy: e.policy,
-		logPath: filepath.Join(e.dir, name+".log"), webhookPort: e.port, extraArgs: strings.Fields(e.o.dnsTunerArgs),
+		logPath: filepath.Join(e.dir, name+".log"), webhookPort: e.port, extraArgs: append(strings.Fields(e.o.dnsTunerArgs), extraArgs...),
 	})
 }
 
@@ -226,42 +240,50 @@ type target struct {
 	// webhooks accepted. Nil when they do not apply.
 	reviews, conns func() (int, error)
 	dnsTuner       *dnsTuner
+	pid            func() int // the webhook's process, 0 for none
 }
 
 // start registers the webhook configuration (none: removes it) and starts the setup's webhook
 // server. The configuration comes first, as in a cluster where it outlives each webhook pod:
 // the API server calls the server as soon as it is ready.
 func (e *env) start(ctx context.Context, setup string) (*target, error) {
-	t := &target{check: untouched, stop: func() {}}
+	t := &target{check: untouched, stop: func() {}, pid: func() int { return 0 }}
 	switch setup {
 	case "none":
 		return t, e.cluster.unregisterWebhook(ctx)
-	case "noop", "replay", "dns-tuner":
+	case "noop", "replay", "replay-spec", "dns-tuner", "dns-tuner-h2":
 	default:
-		return nil, fmt.Errorf("unknown setup %q: want none, noop, dns-tuner or replay", setup)
+		return nil, fmt.Errorf("unknown setup %q: want none, noop, dns-tuner, dns-tuner-h2, replay or replay-spec", setup)
 	}
 	if err := e.cluster.registerWebhook(ctx, e.port, e.caPEM); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, err
 	}
-	if setup == "dns-tuner" {
-		dt, err := e.startDNSTuner(ctx, "dns-tuner")
+	if setup == "dns-tuner" || setup == "dns-tuner-h2" {
+		var extra []string
+		if setup == "dns-tuner-h2" {
+			extra = []string{"--enable-http2"}
+		}
+		dt, err := e.startDNSTuner(ctx, setup, extra...)
 		if err != nil {
 			return nil, err
 		}
-		return &target{check: injected, stop: dt.stop, reviews: dt.reviews(ctx), dnsTuner: dt}, nil
+		return &target{check: injected, stop: dt.stop, reviews: dt.reviews(ctx), dnsTuner: dt, pid: dt.pid}, nil
 	}
 	var extra []string
-	if setup == "replay" {
+	if setup == "replay" || setup == "replay-spec" {
 		if e.replay == "" {
-			return nil, errors.New("replay answers with dns-tuner's response: put dns-tuner before it in --setups")
+			return nil, errors.New(setup + " answers with dns-tuner's response: put dns-tuner before it in --setups")
 		}
 		extra, t.check = []string{e.replay}, injected
+		if setup == "replay-spec" {
+			extra, t.check = []string{e.replaySpec}, specOnly
+		}
 	}
 	p, err := startNoop(ctx, fmt.Sprintf("127.0.0.1:%d", e.port), e.certDir, filepath.Join(e.dir, setup+".log"), e.ca, extra...)
 	if err != nil {
 		return nil, err
 	}
-	t.stop = p.stop
+	t.stop, t.pid = p.stop, p.pid
 	c := tlsClient(e.ca)
 	counts := func() (reviews, conns int, err error) {
 		s, err := httpGet(ctx, c, fmt.Sprintf("https://127.0.0.1:%d/count", e.port))
@@ -277,6 +299,18 @@ func (e *env) start(ctx context.Context, setup string) (*target, error) {
 		return n - 2, err
 	}
 	return t, nil
+}
+
+// usage is how many reviews the webhook has answered and the CPU time its process has used.
+func (t *target) usage() (reviews int, cpu time.Duration, err error) {
+	if t.reviews == nil || t.pid() == 0 {
+		return 0, 0, nil
+	}
+	if reviews, err = t.reviews(); err != nil {
+		return 0, 0, err
+	}
+	cpu, err = cpuTime(t.pid())
+	return reviews, cpu, err
 }
 
 // runSetup measures one setup: the webhook (if any) starts, becomes ready, and at once the
@@ -308,9 +342,43 @@ func (e *env) runSetup(ctx context.Context, setup string) (runResult, error) {
 			r.serverCold = time.Duration(sum0 / n0 * float64(time.Second))
 		}
 	}
+	reviews0, cpu0, err := t.usage()
+	if err != nil {
+		return r, err
+	}
+	api0, err := cpuTime(e.cluster.apiserverPID)
+	if err != nil {
+		return r, err
+	}
+	machine0, err := machineBusy()
+	if err != nil {
+		return r, err
+	}
+	profiled := e.profileAPIServer(ctx, setup)
 	r.warm = createPods(ctx, e.cluster.cs, namespace, e.o.pods, e.o.clients, pod, check)
+	if err := <-profiled; err != nil {
+		return r, fmt.Errorf("profiling kube-apiserver: %w", err)
+	}
 	if err := r.warm.err("load"); err != nil {
 		return r, err
+	}
+	machine1, err := machineBusy()
+	if err != nil {
+		return r, err
+	}
+	api1, err := cpuTime(e.cluster.apiserverPID)
+	if err != nil {
+		return r, err
+	}
+	r.apiserverPerPod = (api1 - api0) / time.Duration(e.o.pods)
+	r.machinePerPod = (machine1 - machine0) / time.Duration(e.o.pods)
+	r.busy = float64(machine1-machine0) / float64(r.warm.wall) / float64(runtime.NumCPU())
+	reviews1, cpu1, err := t.usage()
+	if err != nil {
+		return r, err
+	}
+	if reviews1 > reviews0 {
+		r.cpuPerReview = (cpu1 - cpu0) / time.Duration(reviews1-reviews0)
 	}
 	if dt != nil {
 		sum, n, err := dt.handled(ctx)
@@ -338,6 +406,9 @@ func (e *env) runSetup(ctx context.Context, setup string) (runResult, error) {
 			return r, fmt.Errorf("capturing dns-tuner's response for the replay: %w", err)
 		}
 		e.replay = path
+		if e.replaySpec, err = specOnlyResponse(path); err != nil {
+			return r, err
+		}
 	}
 	return r, ctx.Err()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"time"
 
@@ -16,6 +17,14 @@ func untouched(p *corev1.Pod) error {
 		return fmt.Errorf("pod has %s=%s without dns-tuner", mutate.AnnotationStatus, s)
 	}
 	return nil
+}
+
+// specOnly judges the replay-spec setup's pods: options injected, no dns-tuner annotation.
+func specOnly(p *corev1.Pod) error {
+	if p.Spec.DNSConfig == nil || len(p.Spec.DNSConfig.Options) == 0 {
+		return fmt.Errorf("no dnsConfig options injected")
+	}
+	return untouched(p)
 }
 
 func injected(p *corev1.Pod) error {
@@ -35,6 +44,29 @@ func merge(rs []result) result {
 	}
 	slices.Sort(m.lat)
 	return m
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
+
+// cpuMeans are a setup's CPU times under load, means over its alternations.
+type cpuMeans struct {
+	machine, apiserver, webhook time.Duration
+	busy                        float64
+}
+
+func meanCPU(rs []runResult) cpuMeans {
+	var c cpuMeans
+	if len(rs) == 0 {
+		return c
+	}
+	for _, r := range rs {
+		c.machine += r.machinePerPod
+		c.apiserver += r.apiserverPerPod
+		c.webhook += r.cpuPerReview
+		c.busy += r.busy
+	}
+	n := time.Duration(len(rs))
+	return cpuMeans{c.machine / n, c.apiserver / n, c.webhook / n, c.busy / float64(n)}
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
@@ -67,6 +99,33 @@ func printLoad(w io.Writer, o options, setups []string, rs map[string][]runResul
 		}
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "\nCPU time under load (user and system, mean of the alternations): the whole machine's and kube-apiserver's per pod created, "+
+		"and the webhook process's per review (TLS included). On %d cores the load keeps busy, throughput follows the machine's CPU per pod.\n\n", runtime.NumCPU())
+	fmt.Fprintln(w, "| setup | cores busy | machine CPU per pod | kube-apiserver CPU per pod | webhook CPU per review |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	cpu := map[string]cpuMeans{}
+	for _, s := range setups {
+		c := meanCPU(rs[s])
+		cpu[s] = c
+		hook := "-"
+		if c.webhook > 0 {
+			hook = us(c.webhook)
+		}
+		fmt.Fprintf(w, "| %s | %.0f %% | %s | %s | %s |\n", s, 100*c.busy, us(c.machine), us(c.apiserver), hook)
+	}
+	if dt, ok := cpu["dns-tuner"]; ok && cpu["noop"].machine > 0 {
+		nw := cpu["noop"]
+		fmt.Fprintf(w, "\nWhat dns-tuner costs per pod over the no-op webhook: %s of the machine's CPU, of which kube-apiserver %s and dns-tuner's process %s per review.",
+			us(dt.machine-nw.machine), us(dt.apiserver-nw.apiserver), us(dt.webhook-nw.webhook))
+		if rs, ok := cpu["replay-spec"]; ok {
+			fmt.Fprintf(w, " Applying any patch at all (replay-spec) costs kube-apiserver %s per pod over the no-op", us(rs.apiserver-nw.apiserver))
+			if rp, ok := cpu["replay"]; ok {
+				fmt.Fprintf(w, "; dns-tuner's annotations and warning (replay over replay-spec) %s more", us(rp.apiserver-rs.apiserver))
+			}
+			fmt.Fprint(w, ".")
+		}
+		fmt.Fprintln(w)
+	}
 	if wh, ok := warm["dns-tuner"]; ok {
 		if nw, ok := warm["noop"]; ok {
 			fmt.Fprintf(w, "\n| dns-tuner ÷ no-op webhook | measured | target |\n|---|---:|---|\n")
@@ -82,6 +141,13 @@ func printLoad(w io.Writer, o options, setups []string, rs map[string][]runResul
 				wh.podsPerSec()/rp.podsPerSec(), float64(wh.p(0.99))/float64(rp.p(0.99)),
 				rp.podsPerSec()/warm["noop"].podsPerSec(), float64(rp.p(0.99))/float64(warm["noop"].p(0.99)))
 		}
+		if rs, ok := warm["replay-spec"]; ok {
+			fmt.Fprintf(w, "\nThe replay-spec webhook answers with only the /spec part of that patch, no annotations and no warnings: "+
+				"what changing a pod's spec at all costs the API server. replay-spec ÷ no-op: throughput %.2f×, p99 %.2f×; "+
+				"dns-tuner ÷ replay-spec: throughput %.2f×, p99 %.2f×.\n",
+				rs.podsPerSec()/warm["noop"].podsPerSec(), float64(rs.p(0.99))/float64(warm["noop"].p(0.99)),
+				wh.podsPerSec()/rs.podsPerSec(), float64(wh.p(0.99))/float64(rs.p(0.99)))
+		}
 	}
 	fmt.Fprintf(w, "\nEach alternation (cold burst: the first %d concurrent creations once the webhook is ready; dns-tuner's own time is the mean of controller-runtime's webhook latency histogram, time spent inside its server after TLS; for the no-op and replay webhooks, how many connections the API server opened for the burst):\n\n", o.cold)
 	fmt.Fprintln(w, "| # | setup | pods/s | p50 | p99 | cold burst p50 | cold burst max | dns-tuner's own time in the burst | dns-tuner's own time, load |")
@@ -94,9 +160,9 @@ func printLoad(w io.Writer, o options, setups []string, rs map[string][]runResul
 			r := rs[s][a]
 			own, ownWarm := "-", "-"
 			switch s {
-			case "dns-tuner":
+			case "dns-tuner", "dns-tuner-h2":
 				own, ownWarm = ms(r.serverCold), ms(r.serverWarm)
-			case "noop", "replay":
+			case "noop", "replay", "replay-spec":
 				own = fmt.Sprintf("(%d connections)", r.coldConns)
 			}
 			fmt.Fprintf(w, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", a+1, s, r.warm.podsPerSec(), ms(r.warm.p(0.5)), ms(r.warm.p(0.99)),

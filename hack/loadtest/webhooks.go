@@ -338,6 +338,41 @@ func (d *dnsTuner) capture(ctx context.Context, url string, ca *x509.CertPool, p
 	return os.WriteFile(path, b, 0o600)
 }
 
+// specOnlyResponse writes, next to the response file at path, the same response with only
+// its patch operations on /spec and no warnings, and returns its path.
+func specOnlyResponse(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var resp admissionv1.AdmissionResponse
+	if err := json.Unmarshal(b, &resp); err != nil {
+		return "", err
+	}
+	var ops []map[string]any
+	if err := json.Unmarshal(resp.Patch, &ops); err != nil {
+		return "", err
+	}
+	var spec []map[string]any
+	for _, op := range ops {
+		if p, _ := op["path"].(string); strings.HasPrefix(p, "/spec/") {
+			spec = append(spec, op)
+		}
+	}
+	if len(spec) == 0 {
+		return "", fmt.Errorf("dns-tuner's response changes no /spec field: %s", resp.Patch)
+	}
+	if resp.Patch, err = json.Marshal(spec); err != nil {
+		return "", err
+	}
+	resp.Warnings, resp.Result = nil, nil
+	if b, err = json.Marshal(resp); err != nil {
+		return "", err
+	}
+	out := strings.TrimSuffix(path, ".json") + "-spec.json"
+	return out, os.WriteFile(out, b, 0o600)
+}
+
 // settle waits (at most a minute) until the webhook server has no review in flight: the API
 // server stops waiting after the configuration's timeoutSeconds, dns-tuner may not.
 func (d *dnsTuner) settle(ctx context.Context) error {
@@ -355,6 +390,74 @@ func (d *dnsTuner) settle(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// cpuTime is the CPU time the process has used, user and system (utime and stime in
+// /proc/PID/stat, in clock ticks of 10 ms: Linux's USER_HZ is 100).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after its closing parenthesis
+	// start with field 3, so utime (14) and stime (15) are the 12th and 13th there.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// machineBusy is the CPU time all cores have spent on anything but idling and waiting for
+// I/O since boot (/proc/stat, in clock ticks of 10 ms).
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var ticks int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is inside user already
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// processByExe is the PID of the running process whose executable is path.
+func processByExe(path string) (int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe == path {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no process runs %s", path)
 }
 
 // vmHWM is the process's peak resident set (VmHWM in /proc/PID/status), in bytes.
