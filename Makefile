@@ -63,7 +63,7 @@ bench: envtest ## Benchmarks quoted in the README
 	go test -run '^$$' -bench BenchmarkAdmission -benchtime 5000x ./webhook/
 	go test -run '^$$' -bench . -benchmem ./internal/mutate/ ./internal/inspect/ ./internal/verdicts/
 
-loadtest: envtest deps ## Pods through a real kube-apiserver: no webhook, a no-op webhook, dns-tuner serve (about 6 minutes)
+loadtest: envtest deps ## Pods through a real kube-apiserver: no webhook, a no-op webhook, dns-tuner serve, replays of its answer; CPU per pod; memory (about 4 minutes)
 	KUBEBUILDER_ASSETS=$(ENVTEST_DIR) go run ./hack/loadtest
 
 clean: ## Remove bin/dns-tuner
