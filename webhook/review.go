@@ -9,7 +9,6 @@ import (
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 
@@ -17,7 +16,8 @@ import (
 )
 
 // reviewV1 is an admission.k8s.io/v1 AdmissionReview holding a pod, decoded in one pass with
-// the pod read straight into its view: the fields Handle reads, nothing else.
+// the pod read straight into its view. Every other field has admissionv1's type, so a review
+// that admission.Webhook cannot decode does not decode here either.
 //
 // Why not only controller-runtime's admission.Webhook: it scans each review four times (its
 // universal deserializer validates and reads apiVersion and kind, then validates and decodes
@@ -26,18 +26,16 @@ import (
 // CPU per review, CPU the API server shares (hack/loadtest measures it). Reviews that do not
 // decode here still go to admission.Webhook, so every trouble keeps its usual answer.
 type reviewV1 struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Request    *struct {
-		UID         types.UID                   `json:"uid"`
-		Kind        metav1.GroupVersionKind     `json:"kind"`
-		Resource    metav1.GroupVersionResource `json:"resource"`
-		SubResource string                      `json:"subResource"`
-		Name        string                      `json:"name"`
-		Namespace   string                      `json:"namespace"`
-		Operation   admissionv1.Operation       `json:"operation"`
-		Object      *mutate.PodObject           `json:"object"`
-	} `json:"request"`
+	metav1.TypeMeta `json:",inline"`
+	Request         *reviewRequest                 `json:"request,omitempty"`
+	Response        *admissionv1.AdmissionResponse `json:"response,omitempty"`
+}
+
+// reviewRequest is an AdmissionRequest whose object is decoded as a pod: the shallower
+// Object field takes "object" from the embedded request's.
+type reviewRequest struct {
+	admissionv1.AdmissionRequest
+	Object *mutate.PodObject `json:"object"`
 }
 
 // Reviews serves admission reviews for m over HTTP. internal/server has read and bounded
@@ -100,9 +98,5 @@ func decodeReview(body []byte) (admission.Request, *mutate.Pod, bool) {
 	if err != nil {
 		return admission.Request{}, nil, false
 	}
-	q := rv.Request
-	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID: q.UID, Kind: q.Kind, Resource: q.Resource, SubResource: q.SubResource,
-		Name: q.Name, Namespace: q.Namespace, Operation: q.Operation,
-	}}, pod, true
+	return admission.Request{AdmissionRequest: rv.Request.AdmissionRequest}, pod, true
 }

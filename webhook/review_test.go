@@ -115,3 +115,33 @@ func TestDecodeReviewReadsThePodAsDecodePod(t *testing.T) {
 		t.Errorf("environment kept beyond PATH: %+v", env)
 	}
 }
+
+// Whatever bytes arrive, the one pass answers as admission.Webhook does.
+func FuzzReviewsAnswerAsAdmissionWebhook(f *testing.F) {
+	const pod = `{"metadata":{"name":"web","annotations":{"a":"b"}},"spec":{"containers":[{"name":"app","image":"glibc-app"},{"name":"s","image":"musl-app"}]}}`
+	for _, seed := range []string{
+		review("admission.k8s.io/v1", "CREATE", "shop", pod),
+		review("admission.k8s.io/v1", "CREATE", "audited", pod),
+		review("admission.k8s.io/v1beta1", "CREATE", "shop", pod),
+		review("admission.k8s.io/v1", "CREATE", "shop", `{"metadata":{"name":"web"},"spec":{"dnsConfig":{"options":[{"name":"timeout:1"}]}}}`),
+		review("admission.k8s.io/v1", "CREATE", "shop", `{"metadata":{"name":"web"},"spec":{"containers":"x"}}`),
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	m := newMutator(f, byImage(map[string]libc.Libc{"glibc-app": libc.GLibc, "musl-app": libc.Musl}), nil, nil)
+	one, general := Reviews(m, logr.Discard()), &admission.Webhook{Handler: m}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		post := func(h http.Handler) *httptest.ResponseRecorder {
+			r := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w
+		}
+		got, want := post(one), post(general)
+		if got.Code != want.Code || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+			t.Errorf("body %q:\none pass answered HTTP %d %s\nadmission.Webhook answered HTTP %d %s", body, got.Code, got.Body, want.Code, want.Body)
+		}
+	})
+}

@@ -48,7 +48,7 @@ func (failingReader) Get(context.Context, client.ObjectKey, client.Object, ...cl
 	return errors.New("cache not synced")
 }
 
-func newMutator(t *testing.T, det libc.Detector, p *policy.Policy, reader client.Reader) *PodMutator {
+func newMutator(t testing.TB, det libc.Detector, p *policy.Policy, reader client.Reader) *PodMutator {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
