@@ -56,6 +56,15 @@ func TestNodeLocalForms(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// A millisecond target on two shared cores: a run over it is measured again, up
+				// to twice. A resolver that waits for a timeout or a retransmit misses by
+				// hundreds of milliseconds every time; a busy machine misses by a few, once.
+				for retry := 0; retry < 2 && tt.target > 0 && tt.target < time.Second && c.Percentile(99) > tt.target && c.Failed == 0; retry++ {
+					t.Logf("p99 %s over the %s target; measuring again", dur(c.Percentile(99)), tt.target)
+					if c, err = tt.lab.Measure(context.Background(), tt.libc, conf, lk.Name, 20, 10*time.Millisecond); err != nil {
+						t.Fatal(err)
+					}
+				}
 				p99 := c.Percentile(99)
 				t.Logf("%s, %s: p50 %s p99 %s max %s, %.1f queries (%.1f lost) per lookup; resolv.conf:\n%s",
 					p.Name, state, dur(c.Percentile(50)), dur(p99), dur(c.Max()), c.MeanQueries(), c.MeanDropped(), conf)
