@@ -43,7 +43,7 @@ type PodMutator struct {
 	APIReader client.Reader
 	Detector  libc.Detector
 	// Facts says whether the nodes a pod can land on are exposed to the A/AAAA conntrack
-	// race (cluster.Source). Nil: nothing known, every node counts as exposed.
+	// race (clusterwatch.Source). Nil: nothing known, every node counts as exposed.
 	Facts cluster.Facts
 	Log   logr.Logger
 }

@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/dns-tuner/dns-tuner/internal/audit"
-	"github.com/dns-tuner/dns-tuner/internal/cluster"
+	"github.com/dns-tuner/dns-tuner/internal/clusterwatch"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
 	"github.com/dns-tuner/dns-tuner/internal/resolvconf"
@@ -80,7 +80,7 @@ func (c *Audit) Run(ctx context.Context, args []string, stdout, stderr io.Writer
 
 	o := audit.Options{Policy: p, Timeout: c.timeout,
 		DNS: resolvconf.ClusterDNS{Nameservers: []string{c.clusterDNS}, ClusterDomain: c.clusterDomain}}
-	if o.Facts, err = cluster.Read(ctx, cs, cluster.SourceOptions{}); err != nil {
+	if o.Facts, err = clusterwatch.Read(ctx, cs, clusterwatch.SourceOptions{}); err != nil {
 		o.Facts, o.FactsError = nil, err.Error()
 	}
 	pods, err := cs.CoreV1().Pods(c.namespace).List(ctx, metav1.ListOptions{})

@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/dns-tuner/dns-tuner/internal/cluster"
+	"github.com/dns-tuner/dns-tuner/internal/clusterwatch"
 	"github.com/dns-tuner/dns-tuner/internal/explain"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
@@ -90,7 +90,7 @@ func (c *Explain) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	if cs != nil {
 		// The nodes' kernels decide the race fix; without them every node counts as exposed.
-		facts, err := cluster.Read(ctx, cs, cluster.SourceOptions{})
+		facts, err := clusterwatch.Read(ctx, cs, clusterwatch.SourceOptions{})
 		if err != nil {
 			fmt.Fprintf(stderr, "dns-tuner explain: cluster facts unavailable, every node counts as exposed: %v\n", err)
 		}

@@ -59,7 +59,7 @@ type NodeLocalDNS struct {
 }
 
 // Facts is what admission asks of the cluster: whether a node a pod can land on is exposed.
-// *Snapshot and *Source implement it.
+// *Snapshot and clusterwatch.Source implement it.
 type Facts interface {
 	Exposure(Placement) Exposure
 }

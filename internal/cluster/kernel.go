@@ -1,7 +1,7 @@
 // Package cluster holds what dns-tuner knows about the cluster a pod lands in: each node's
 // kernel and whether it is exposed to the A/AAAA conntrack race, kube-proxy's mode, the
 // endpoints behind the cluster DNS Service and NodeLocal DNSCache. The facts and the rules
-// over them are pure (kernel.go, facts.go); Source keeps them current from informers.
+// over them are pure, with no API client; internal/clusterwatch reads them from a cluster.
 package cluster
 
 import (

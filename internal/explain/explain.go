@@ -105,7 +105,7 @@ type Input struct {
 	// NamespaceLabels, when known (live cluster), decide which mode applies.
 	NamespaceLabels map[string]string
 	NamespaceKnown  bool
-	// Facts, when known (live cluster: cluster.Read), say whether the nodes the pod can land
+	// Facts, when known (live cluster: clusterwatch.Read), say whether the nodes the pod can land
 	// on are exposed to the conntrack race. Nil: every node counts as exposed.
 	Facts cluster.Facts
 }

@@ -18,6 +18,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/dns-tuner/dns-tuner/internal/cluster"
+	"github.com/dns-tuner/dns-tuner/internal/clusterwatch"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/metrics"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
@@ -91,7 +92,7 @@ func Run(ctx context.Context, o Options, cfg *rest.Config, admit Admission, log 
 		return err
 	}
 	// Node kernels, kube-proxy's mode and the DNS endpoints, for raceFix auto.
-	facts, err := cluster.NewSource(mgr, cluster.SourceOptions{Log: log.WithName("cluster")})
+	facts, err := clusterwatch.NewSource(mgr, clusterwatch.SourceOptions{Log: log.WithName("cluster")})
 	if err != nil {
 		return err
 	}

@@ -94,3 +94,24 @@ func TestForbiddenEdges(t *testing.T) {
 		}
 	}
 }
+
+// The decision packages are pure: what they import, directly or not, holds no API client,
+// informer or manager, so a decision cannot reach the network and its tests need no cluster.
+// What talks to the cluster lives beside them (internal/clusterwatch, internal/server).
+func TestDecisionsNeedNoClient(t *testing.T) {
+	pure := []string{"internal/mutate", "internal/cluster", "internal/policy", "internal/libc", "internal/resolvconf"}
+	clients := []string{"k8s.io/client-go/", "sigs.k8s.io/controller-runtime"}
+	for _, p := range pure {
+		out, err := exec.Command("go", "list", "-deps", module+p).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", p, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, c := range clients {
+				if strings.HasPrefix(dep, c) {
+					t.Errorf("%s depends on %s", p, dep)
+				}
+			}
+		}
+	}
+}

@@ -1,4 +1,8 @@
-package cluster
+// Package clusterwatch reads the facts of internal/cluster from a live cluster: Source keeps
+// a cluster.Snapshot current from narrow informers for serve, and Read lists them once for
+// the commands run against a kubeconfig (explain, audit). The rules over the facts stay
+// in internal/cluster, which needs no API client.
+package clusterwatch
 
 import (
 	"context"
@@ -18,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/dns-tuner/dns-tuner/internal/cluster"
 	"github.com/dns-tuner/dns-tuner/internal/metrics"
 )
 
@@ -64,14 +69,14 @@ type Source struct {
 	cache cache.Cache
 	infs  map[string]cache.Informer
 	dirty atomic.Bool
-	snap  atomic.Pointer[Snapshot]
+	snap  atomic.Pointer[cluster.Snapshot]
 	// kernels caches ParseKernel by string (a cluster runs a handful); logged is the last
 	// facts summary logged. Both are rebuild's alone.
-	kernels map[string]Kernel
+	kernels map[string]cluster.Kernel
 	logged  string
 }
 
-var _ Facts = &Source{}
+var _ cluster.Facts = &Source{}
 
 // NewSource builds the Source and adds it to the manager, which starts it on every replica
 // (no leader election: every replica answers admissions).
@@ -96,7 +101,7 @@ func NewSource(mgr manager.Manager, o SourceOptions) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster facts cache: %w", err)
 	}
-	s := &Source{o: o, cache: c, infs: map[string]cache.Informer{}, kernels: map[string]Kernel{}}
+	s := &Source{o: o, cache: c, infs: map[string]cache.Informer{}, kernels: map[string]cluster.Kernel{}}
 	mark := toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { s.dirty.Store(true) },
 		UpdateFunc: func(any, any) { s.dirty.Store(true) },
@@ -155,13 +160,13 @@ func (s *Source) allSynced() bool {
 }
 
 // Snapshot is the current facts; nil before the nodes are known.
-func (s *Source) Snapshot() *Snapshot { return s.snap.Load() }
+func (s *Source) Snapshot() *cluster.Snapshot { return s.snap.Load() }
 
 // Exposure implements Facts over the current snapshot.
-func (s *Source) Exposure(p Placement) Exposure { return s.snap.Load().Exposure(p) }
+func (s *Source) Exposure(p cluster.Placement) cluster.Exposure { return s.snap.Load().Exposure(p) }
 
 func (s *Source) rebuild(ctx context.Context) {
-	snap := &Snapshot{Proxy: ProxyUnknown, DNSEndpoints: -1}
+	snap := &cluster.Snapshot{Proxy: cluster.ProxyUnknown, DNSEndpoints: -1}
 	if !s.infs["nodes"].HasSynced() {
 		return
 	}
@@ -172,10 +177,10 @@ func (s *Source) rebuild(ctx context.Context) {
 		return
 	}
 	snap.Synced = true
-	snap.Nodes = make([]Node, 0, len(nodes.Items))
+	snap.Nodes = make([]cluster.Node, 0, len(nodes.Items))
 	for i := range nodes.Items {
 		n := &nodes.Items[i]
-		snap.Nodes = append(snap.Nodes, Node{Name: n.Name, Labels: n.Labels, Kernel: s.kernelOf(n.Status.NodeInfo.KernelVersion)})
+		snap.Nodes = append(snap.Nodes, cluster.Node{Name: n.Name, Labels: n.Labels, Kernel: s.kernelOf(n.Status.NodeInfo.KernelVersion)})
 	}
 
 	where := s.o.Namespace + "/" + s.o.ProxyConfigMap
@@ -215,16 +220,16 @@ func (s *Source) rebuild(ctx context.Context) {
 	}
 }
 
-func (s *Source) kernelOf(raw string) Kernel {
+func (s *Source) kernelOf(raw string) cluster.Kernel {
 	if raw == "" {
-		return Kernel{}
+		return cluster.Kernel{}
 	}
 	k, ok := s.kernels[raw]
 	if !ok {
 		if len(s.kernels) > 1024 { // kernels come and go with node pools
 			clear(s.kernels)
 		}
-		k = ParseKernel(raw)
+		k = cluster.ParseKernel(raw)
 		s.kernels[raw] = k
 	}
 	return k
@@ -232,22 +237,22 @@ func (s *Source) kernelOf(raw string) Kernel {
 
 // proxyFrom reads kube-proxy's mode from its ConfigMap; no ConfigMap is unknown (GKE passes
 // flags, a kube-proxy replacement has none).
-func proxyFrom(cms []corev1.ConfigMap, name, where string) (ProxyMode, string) {
+func proxyFrom(cms []corev1.ConfigMap, name, where string) (cluster.ProxyMode, string) {
 	for _, cm := range cms {
 		if cm.Name != name {
 			continue
 		}
 		conf, ok := cm.Data["config.conf"]
 		if !ok {
-			return ProxyUnknown, "ConfigMap " + where + " has no config.conf"
+			return cluster.ProxyUnknown, "ConfigMap " + where + " has no config.conf"
 		}
-		m, err := ParseProxyConfig(conf)
+		m, err := cluster.ParseProxyConfig(conf)
 		if err != nil {
-			return ProxyUnknown, clip(err.Error(), 120)
+			return cluster.ProxyUnknown, clipped(err)
 		}
 		return m, "ConfigMap " + where
 	}
-	return ProxyUnknown, "no ConfigMap " + where
+	return cluster.ProxyUnknown, "no ConfigMap " + where
 }
 
 // readyEndpoints counts the distinct ready addresses behind the DNS Service; -1 when it has
@@ -270,8 +275,8 @@ func readyEndpoints(slices []discoveryv1.EndpointSlice) int {
 	return len(seen)
 }
 
-func nodeLocalFrom(dss []appsv1.DaemonSet, name string) NodeLocalDNS {
-	nl := NodeLocalDNS{Known: true}
+func nodeLocalFrom(dss []appsv1.DaemonSet, name string) cluster.NodeLocalDNS {
+	nl := cluster.NodeLocalDNS{Known: true}
 	for _, ds := range dss {
 		if ds.Name != name {
 			continue
@@ -365,7 +370,7 @@ func serviceIP(svcs []corev1.Service, name string) string {
 
 // setNodeMetrics sets dns_tuner_nodes by exposure: exposed, not_exposed, and unknown (counted
 // as exposed because a fact was unknown).
-func setNodeMetrics(snap *Snapshot) map[string]int {
+func setNodeMetrics(snap *cluster.Snapshot) map[string]int {
 	counts := map[string]int{"exposed": 0, "not_exposed": 0, "unknown": 0}
 	for i := range snap.Nodes {
 		ne := snap.NodeExposure(&snap.Nodes[i])

@@ -1,4 +1,4 @@
-package cluster_test
+package clusterwatch_test
 
 import (
 	"context"
@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/dns-tuner/dns-tuner/internal/cluster"
+	"github.com/dns-tuner/dns-tuner/internal/clusterwatch"
 	"github.com/dns-tuner/dns-tuner/internal/libc"
 	"github.com/dns-tuner/dns-tuner/internal/mutate"
 	"github.com/dns-tuner/dns-tuner/internal/policy"
@@ -56,7 +57,7 @@ func TestSourceEnvtest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := cluster.NewSource(mgr, cluster.SourceOptions{Refresh: 20 * time.Millisecond})
+	src, err := clusterwatch.NewSource(mgr, clusterwatch.SourceOptions{Refresh: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +251,7 @@ func TestSourceEnvtest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsrc, err := cluster.NewSource(rmgr, cluster.SourceOptions{Refresh: 20 * time.Millisecond})
+	rsrc, err := clusterwatch.NewSource(rmgr, clusterwatch.SourceOptions{Refresh: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +264,7 @@ func TestSourceEnvtest(t *testing.T) {
 	})
 
 	// The one-shot read (explain, audit) sees the same, with the same RBAC.
-	snap, err = cluster.Read(ctx, kubernetes.NewForConfigOrDie(restricted), cluster.SourceOptions{})
+	snap, err = clusterwatch.Read(ctx, kubernetes.NewForConfigOrDie(restricted), clusterwatch.SourceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +330,7 @@ func ensureNamespace(t *testing.T, cs *kubernetes.Clientset, name string) {
 	}
 }
 
-func eventually(t *testing.T, src *cluster.Source, what string, ok func(*cluster.Snapshot) bool) *cluster.Snapshot {
+func eventually(t *testing.T, src *clusterwatch.Source, what string, ok func(*cluster.Snapshot) bool) *cluster.Snapshot {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {

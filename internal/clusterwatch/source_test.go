@@ -1,4 +1,4 @@
-package cluster
+package clusterwatch
 
 import (
 	"strings"
@@ -7,6 +7,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/dns-tuner/dns-tuner/internal/cluster"
 )
 
 // The node informer keeps only name, labels and kernel: the rest of a node (images,
@@ -70,13 +72,13 @@ func TestProxyFromAndNodeLocal(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		cms  []corev1.ConfigMap
-		mode ProxyMode
+		mode cluster.ProxyMode
 		why  string
 	}{
-		{nil, ProxyUnknown, "no ConfigMap kube-system/kube-proxy"},
-		{[]corev1.ConfigMap{cm("kube-proxy", map[string]string{"kubeconfig.conf": "x"})}, ProxyUnknown, "has no config.conf"},
-		{[]corev1.ConfigMap{cm("kube-proxy", map[string]string{"config.conf": "mode: ipvs"})}, ProxyIPVS, "ConfigMap kube-system/kube-proxy"},
-		{[]corev1.ConfigMap{cm("other", map[string]string{"config.conf": "mode: ipvs"})}, ProxyUnknown, "no ConfigMap"},
+		{nil, cluster.ProxyUnknown, "no ConfigMap kube-system/kube-proxy"},
+		{[]corev1.ConfigMap{cm("kube-proxy", map[string]string{"kubeconfig.conf": "x"})}, cluster.ProxyUnknown, "has no config.conf"},
+		{[]corev1.ConfigMap{cm("kube-proxy", map[string]string{"config.conf": "mode: ipvs"})}, cluster.ProxyIPVS, "ConfigMap kube-system/kube-proxy"},
+		{[]corev1.ConfigMap{cm("other", map[string]string{"config.conf": "mode: ipvs"})}, cluster.ProxyUnknown, "no ConfigMap"},
 	} {
 		m, why := proxyFrom(tt.cms, "kube-proxy", "kube-system/kube-proxy")
 		if m != tt.mode || !strings.Contains(why, tt.why) {

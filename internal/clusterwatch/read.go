@@ -1,4 +1,4 @@
-package cluster
+package clusterwatch
 
 import (
 	"context"
@@ -10,21 +10,23 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/dns-tuner/dns-tuner/internal/cluster"
 )
 
 // Read lists the facts once, for commands run against a kubeconfig (explain, audit), with the
 // same narrow reads as Source. Without nodes there are no facts (error); any other fact the
 // caller may not read is unknown and says why.
-func Read(ctx context.Context, cs kubernetes.Interface, o SourceOptions) (*Snapshot, error) {
+func Read(ctx context.Context, cs kubernetes.Interface, o SourceOptions) (*cluster.Snapshot, error) {
 	o.defaults()
 	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing nodes: %w", err)
 	}
-	snap := &Snapshot{Synced: true, Proxy: ProxyUnknown, DNSEndpoints: -1}
+	snap := &cluster.Snapshot{Synced: true, Proxy: cluster.ProxyUnknown, DNSEndpoints: -1}
 	for i := range nodes.Items {
 		n := &nodes.Items[i]
-		snap.Nodes = append(snap.Nodes, Node{Name: n.Name, Labels: n.Labels, Kernel: kernelOrNone(n.Status.NodeInfo.KernelVersion)})
+		snap.Nodes = append(snap.Nodes, cluster.Node{Name: n.Name, Labels: n.Labels, Kernel: kernelOrNone(n.Status.NodeInfo.KernelVersion)})
 	}
 	byName := func(name string) metav1.ListOptions {
 		return metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()}
@@ -48,16 +50,25 @@ func Read(ctx context.Context, cs kubernetes.Interface, o SourceOptions) (*Snaps
 	return snap, nil
 }
 
-func kernelOrNone(raw string) Kernel {
+func kernelOrNone(raw string) cluster.Kernel {
 	if raw == "" {
-		return Kernel{}
+		return cluster.Kernel{}
 	}
-	return ParseKernel(raw)
+	return cluster.ParseKernel(raw)
 }
 
+// reason says why a fact is unknown, in at most about 120 bytes.
 func reason(err error) string {
 	if apierrors.IsForbidden(err) {
 		return "not allowed to read it"
 	}
-	return clip(err.Error(), 120)
+	return clipped(err)
+}
+
+func clipped(err error) string {
+	s := err.Error()
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return s
 }
