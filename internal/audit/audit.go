@@ -400,7 +400,7 @@ func (g Group) Variants() int {
 		var b strings.Builder
 		for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
 			for _, c := range cs {
-				b.WriteString(c.Name + "\x00" + TargetKey(libc.Target{Image: c.Image, Command: c.Command, Args: c.Args, PathEnv: pathEnv(c.Env)}) + "\x02")
+				b.WriteString(c.Name + "\x00" + TargetKey(libc.Target{Image: c.Image, Command: c.Command, Args: c.Args, PathEnv: pathEnv(c.Env), WorkingDir: c.WorkingDir}) + "\x02")
 			}
 		}
 		seen[b.String()] = true
@@ -427,7 +427,7 @@ func Targets(groups []Group) []libc.Target {
 		for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
 			for _, c := range cs {
 				t := libc.Target{Namespace: p.Namespace, PodName: p.Name, Container: c.Name, Image: c.Image,
-					Command: c.Command, Args: c.Args, ServiceAccount: p.Spec.ServiceAccountName, PathEnv: pathEnv(c.Env)}
+					Command: c.Command, Args: c.Args, ServiceAccount: p.Spec.ServiceAccountName, PathEnv: pathEnv(c.Env), WorkingDir: c.WorkingDir}
 				for _, s := range p.Spec.ImagePullSecrets {
 					t.PullSecrets = append(t.PullSecrets, s.Name)
 				}
@@ -452,5 +452,5 @@ func pathEnv(env []corev1.EnvVar) string {
 
 // TargetKey is what makes two inspections the same for the audit.
 func TargetKey(t libc.Target) string {
-	return strings.Join([]string{t.Image, strings.Join(t.Command, "\x01"), strings.Join(t.Args, "\x01"), t.PathEnv}, "\x00")
+	return strings.Join([]string{t.Image, strings.Join(t.Command, "\x01"), strings.Join(t.Args, "\x01"), t.PathEnv, t.WorkingDir}, "\x00")
 }

@@ -25,7 +25,7 @@ func TestCatalog(t *testing.T) {
 			if e.Auth != nil {
 				extra = append(extra, remote.WithAuth(e.Auth))
 			}
-			c := inspect.Container{Command: e.Command, Args: e.Args, PathEnv: e.PathEnv}
+			c := inspect.Container{Command: e.Command, Args: e.Args, PathEnv: e.PathEnv, WorkingDir: e.WorkDir}
 			v, err := inspect.New(o).InspectContainer(context.Background(), e.Ref, c, extra...)
 			if err != nil {
 				t.Fatalf("Inspect: %v", err)

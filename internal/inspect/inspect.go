@@ -182,11 +182,14 @@ type Container struct {
 	// PathEnv is the container's own PATH (its env), which replaces the image's for bare
 	// names; "" = the image's.
 	PathEnv string
+	// WorkingDir is the container's own workingDir, where a relative command is found;
+	// "" = the image's.
+	WorkingDir string
 }
 
 // ContainerOf is the part of t inspection uses.
 func ContainerOf(t libc.Target) Container {
-	return Container{Command: t.Command, Args: t.Args, PathEnv: t.PathEnv}
+	return Container{Command: t.Command, Args: t.Args, PathEnv: t.PathEnv, WorkingDir: t.WorkingDir}
 }
 
 // InspectContainer is Inspect for a container with its own PATH.
@@ -242,7 +245,11 @@ func (i *Inspector) inspect(ctx context.Context, ref name.Reference, c Container
 	for k, l := range mf.Layers {
 		digests[k] = l.Digest.String()
 	}
-	s := newScanner(m, digests, cfg.Config.Env, cfg.Config.WorkingDir, c.PathEnv)
+	workdir := cfg.Config.WorkingDir
+	if c.WorkingDir != "" {
+		workdir = c.WorkingDir // the pod's workingDir replaces the image's, as in the runtime
+	}
+	s := newScanner(m, digests, cfg.Config.Env, workdir, c.PathEnv)
 	if len(argv) > 0 && argv[0] != "" {
 		s.setArgv(argv)
 	} else {

@@ -85,6 +85,7 @@ type Target struct {
 	PullSecrets    []string // the pod's imagePullSecrets names
 	ServiceAccount string
 	PathEnv        string // the container's own env PATH (literal value), replacing the image's; "" = the image's
+	WorkingDir     string // the container's workingDir, where a relative command is found; "" = the image's
 }
 
 // Detector decides the libc of one container. Implementations must honour the context's

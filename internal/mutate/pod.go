@@ -88,6 +88,8 @@ type PodContainer struct {
 	Image   string   `json:"image,omitempty"`
 	Command []string `json:"command,omitempty"`
 	Args    []string `json:"args,omitempty"`
+	// WorkingDir is where a relative command (./server) is found; "" = the image's.
+	WorkingDir string `json:"workingDir,omitempty"`
 	// Env is read for PATH only, where a bare command is looked up.
 	Env []PodEnv `json:"env,omitempty"`
 }

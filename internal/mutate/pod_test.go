@@ -35,7 +35,7 @@ func TestPodFromCore(t *testing.T) {
 			DNSPolicy: corev1.DNSClusterFirstWithHostNet, HostNetwork: true, ServiceAccountName: "sa",
 			DNSConfig:        &corev1.PodDNSConfig{Nameservers: []string{"1.1.1.1"}, Searches: []string{"x"}, Options: []corev1.PodDNSConfigOption{{Name: "ndots", Value: &two}}},
 			InitContainers:   []corev1.Container{{Name: "init", Image: "i", Command: []string{"sh"}, Args: []string{"-c"}}},
-			Containers:       []corev1.Container{{Name: "app", Image: "a", Env: []corev1.EnvVar{{Name: "SECRET", Value: "s"}, {Name: "PATH", Value: "/opt/bin"}}}},
+			Containers:       []corev1.Container{{Name: "app", Image: "a", WorkingDir: "/srv", Env: []corev1.EnvVar{{Name: "SECRET", Value: "s"}, {Name: "PATH", Value: "/opt/bin"}}}},
 			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}},
 		},
 	}
@@ -49,7 +49,7 @@ func TestPodFromCore(t *testing.T) {
 			DNSPolicy: corev1.DNSClusterFirstWithHostNet, HostNetwork: true, ServiceAccountName: "sa",
 			DNSConfig:        core.Spec.DNSConfig,
 			InitContainers:   []PodContainer{{Name: "init", Image: "i", Command: []string{"sh"}, Args: []string{"-c"}}},
-			Containers:       []PodContainer{{Name: "app", Image: "a", Env: []PodEnv{{Name: "PATH", Value: "/opt/bin"}}}},
+			Containers:       []PodContainer{{Name: "app", Image: "a", WorkingDir: "/srv", Env: []PodEnv{{Name: "PATH", Value: "/opt/bin"}}}},
 			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "pull"}},
 		},
 	}

@@ -228,7 +228,7 @@ func (c *Cache) DetectCached(t libc.Target) (v libc.Verdict, err error, ok bool)
 	if err != nil {
 		return libc.Verdict{}, err, false // not ok: Detect reports it, with its metric
 	}
-	return c.fast(r.ref, flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args, t.PathEnv)})
+	return c.fast(r.ref, flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args, t.PathEnv, t.WorkingDir)})
 }
 
 // Detect implements libc.Detector. It answers from the caches without I/O when it can;
@@ -239,7 +239,7 @@ func (c *Cache) Detect(ctx context.Context, t libc.Target) (libc.Verdict, error)
 		metrics.RegistryErrors.WithLabelValues(errorKind(err)).Inc()
 		return unknown("", fmt.Sprintf("image %s not inspected: %v", t.Image, err)), err
 	}
-	key := flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args, t.PathEnv)}
+	key := flightKey{scopeOf(t), r.name, commandKey(t.Command, t.Args, t.PathEnv, t.WorkingDir)}
 	if v, err, ok := c.fast(r.ref, key); ok {
 		return v, err
 	}
@@ -411,8 +411,8 @@ func (c *Cache) withSlot(ctx context.Context, f func() error) error {
 // commandKey distinguishes containers of one image that run different programs (command,
 // args, and the PATH a bare command is found in). The length prefix keeps ["a b"] and
 // ["a", "b"] apart.
-func commandKey(command, args []string, pathEnv string) string {
-	if command == nil && args == nil && pathEnv == "" {
+func commandKey(command, args []string, pathEnv, workingDir string) string {
+	if command == nil && args == nil && pathEnv == "" && workingDir == "" {
 		return "-;-;" // most containers: no allocation
 	}
 	var b []byte
@@ -428,8 +428,14 @@ func commandKey(command, args []string, pathEnv string) string {
 		}
 		b = append(b, ';')
 	}
+	// Length-prefixed, so no PATH value can pass for a working directory.
 	if pathEnv != "" {
-		b = append(append(append(b, "PATH="...), pathEnv...), ';')
+		b = append(strconv.AppendInt(append(b, "PATH="...), int64(len(pathEnv)), 10), ':')
+		b = append(append(b, pathEnv...), ';')
+	}
+	if workingDir != "" {
+		b = append(strconv.AppendInt(append(b, "WD="...), int64(len(workingDir)), 10), ':')
+		b = append(append(b, workingDir...), ';')
 	}
 	return string(b)
 }

@@ -184,15 +184,22 @@ func TestCache(t *testing.T) {
 	}
 }
 
+// Containers that run different things must not share a cached verdict: the key tells apart
+// every command, args, PATH and working directory, whatever the strings hold.
 func TestCommandKey(t *testing.T) {
 	keys := map[string]bool{}
-	for _, tc := range []struct{ cmd, args []string }{
-		{nil, nil}, {[]string{}, nil}, {[]string{"a b"}, nil}, {[]string{"a", "b"}, nil},
-		{nil, []string{"a", "b"}}, {[]string{"a"}, []string{"b"}}, {[]string{"1:a"}, nil}, {[]string{"1", "a"}, nil},
+	for _, tc := range []struct {
+		cmd, args  []string
+		path, wdir string
+	}{
+		{cmd: nil, args: nil}, {cmd: []string{}}, {cmd: []string{"a b"}}, {cmd: []string{"a", "b"}},
+		{args: []string{"a", "b"}}, {cmd: []string{"a"}, args: []string{"b"}}, {cmd: []string{"1:a"}}, {cmd: []string{"1", "a"}},
+		{cmd: []string{"./app"}, wdir: "/srv"}, {cmd: []string{"./app"}, wdir: "/opt"}, {cmd: []string{"./app"}},
+		{cmd: []string{"app"}, path: "/bin"}, {cmd: []string{"app"}, path: "/bin;WD=4:/srv"}, {cmd: []string{"app"}, path: "/bin", wdir: "/srv"},
 	} {
-		k := commandKey(tc.cmd, tc.args, "")
+		k := commandKey(tc.cmd, tc.args, tc.path, tc.wdir)
 		if keys[k] {
-			t.Errorf("commandKey(%q, %q) = %q collides", tc.cmd, tc.args, k)
+			t.Errorf("commandKey(%q, %q, %q, %q) = %q collides", tc.cmd, tc.args, tc.path, tc.wdir, k)
 		}
 		keys[k] = true
 	}

@@ -86,7 +86,8 @@ func DetectContainers(ctx context.Context, det libc.Detector, lim Limits, namesp
 		}
 		s := specs[i]
 		idx := slices.IndexFunc(byImage[s.Image], func(j *job) bool {
-			return slices.Equal(j.target.Command, s.Command) && slices.Equal(j.target.Args, s.Args) && j.target.PathEnv == s.PathEnv()
+			return slices.Equal(j.target.Command, s.Command) && slices.Equal(j.target.Args, s.Args) && j.target.PathEnv == s.PathEnv() &&
+				j.target.WorkingDir == s.WorkingDir
 		})
 		if idx >= 0 {
 			j := byImage[s.Image][idx]
@@ -95,7 +96,7 @@ func DetectContainers(ctx context.Context, det libc.Detector, lim Limits, namesp
 		}
 		j := &job{members: []int{i}, target: libc.Target{
 			Namespace: namespace, PodName: mutate.PodName(pod), Container: s.Name, Image: s.Image,
-			Command: s.Command, Args: s.Args, PathEnv: s.PathEnv(), PullSecrets: pullSecrets, ServiceAccount: pod.Spec.ServiceAccountName,
+			Command: s.Command, Args: s.Args, PathEnv: s.PathEnv(), WorkingDir: s.WorkingDir, PullSecrets: pullSecrets, ServiceAccount: pod.Spec.ServiceAccountName,
 		}}
 		byImage[s.Image] = append(byImage[s.Image], j)
 		jobs = append(jobs, j)

@@ -144,7 +144,7 @@ func targets(namespace, workload string, tpl *corev1.PodTemplateSpec) []libc.Tar
 		for _, c := range cs {
 			out = append(out, libc.Target{
 				Namespace: namespace, PodName: workload, Container: c.Name, Image: c.Image,
-				Command: c.Command, Args: c.Args, PathEnv: pathEnv(c.Env), PullSecrets: secrets, ServiceAccount: tpl.Spec.ServiceAccountName,
+				Command: c.Command, Args: c.Args, PathEnv: pathEnv(c.Env), WorkingDir: c.WorkingDir, PullSecrets: secrets, ServiceAccount: tpl.Spec.ServiceAccountName,
 			})
 		}
 	}

@@ -20,6 +20,7 @@ type Entry struct {
 	Command  []string     // container command override (nil: the image's)
 	Args     []string     // container args override
 	PathEnv  string       // the container's own PATH (pod env), "" for the image's
+	WorkDir  string       // the container's workingDir, "" for the image's
 	Platform *v1.Platform // nil: the default (linux/amd64)
 	Auth     *authn.Basic // credentials the registry wants, nil for none
 
@@ -57,6 +58,8 @@ func Catalog(t testing.TB) CatalogOf {
 	add(Entry{Name: "glibc dynamic", Ref: glibcRef, Libc: libc.GLibc, Source: libc.SourceEntrypoint,
 		Evidence: []string{"/usr/local/bin/hello", "PT_INTERP " + GlibcLoader, "layer 1 sha256:"}})
 	add(Entry{Name: "command override to a static musl binary", Ref: glibcRef, Command: []string{"hello-static"},
+		Libc: libc.Musl, Source: libc.SourceEntrypoint, Evidence: []string{"/usr/local/bin/hello-static", "static ELF"}})
+	add(Entry{Name: "relative command from the pod's workingDir", Ref: glibcRef, Command: []string{"./hello-static"}, WorkDir: "/usr/local/bin",
 		Libc: libc.Musl, Source: libc.SourceEntrypoint, Evidence: []string{"/usr/local/bin/hello-static", "static ELF"}})
 	add(Entry{Name: "command override to a missing file falls back to the base", Ref: glibcRef, Command: []string{"/nope"},
 		Libc: libc.GLibc, Source: libc.SourceBase, Evidence: []string{"libc.so.6", "entrypoint /nope not found"}})

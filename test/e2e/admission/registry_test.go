@@ -36,6 +36,7 @@ func TestRegistryImages(t *testing.T) {
 		command    []string
 		args       []string
 		env        []corev1.EnvVar
+		workingDir string
 		wantLibc   string
 		wantOpts   []string
 		wantWarn   string
@@ -46,6 +47,10 @@ func TestRegistryImages(t *testing.T) {
 		{name: "static go", images: []string{goStatic}, wantLibc: "app=go"},
 		{name: "shell entrypoint on busybox", images: []string{script}, wantLibc: "app=musl", wantOpts: []string{"timeout:2", "attempts:10"}},
 		{name: "pod command overrides the entrypoint", images: []string{glibc}, command: []string{"/usr/local/bin/hello-static"}, wantLibc: "app=musl", wantOpts: []string{"timeout:2", "attempts:10"}},
+		{
+			name: "relative pod command found from the pod's workingDir", images: []string{glibc}, command: []string{"./hello-static"},
+			workingDir: "/usr/local/bin", wantLibc: "app=musl", wantOpts: []string{"timeout:2", "attempts:10"},
+		},
 		// Issue 10: the process that resolves names decides, not the wrapper or shell before it.
 		{name: "static tini in front of a musl app", images: []string{wrappers}, wantLibc: "app=musl", wantOpts: []string{"timeout:2", "attempts:10"}},
 		{name: "image's sh -c exec of a glibc app", images: []string{shellExec}, wantLibc: "app=glibc", wantOpts: []string{"single-request-reopen", "timeout:2", "attempts:3"}},
@@ -77,6 +82,7 @@ func TestRegistryImages(t *testing.T) {
 			pod.Spec.Containers[0].Command = tt.command
 			pod.Spec.Containers[0].Args = tt.args
 			pod.Spec.Containers[0].Env = tt.env
+			pod.Spec.Containers[0].WorkingDir = tt.workingDir
 			warnings.take()
 			got, err := clientset.CoreV1().Pods("e2e-registry").Create(context.Background(), pod, metav1.CreateOptions{})
 			if err != nil {
