@@ -415,6 +415,17 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 			w.dyn = true
 		}
 	}
+	// dollar reads the parameter after the $ at src[i], quoted or not, and expands it; it
+	// returns the index of the parameter's last byte.
+	dollar := func(i int) (int, error) {
+		n, adv, err := paramName(src[i+1:])
+		if err != nil {
+			return i, err
+		}
+		raw.WriteString(src[i+1 : i+1+adv])
+		expand(n)
+		return i + adv, nil
+	}
 	// allParams handles "$@" (or $@) written as a whole word: the parameters, one word each.
 	allParams := func(i int) (int, bool) {
 		if inWord {
@@ -458,13 +469,10 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 			case '`':
 				return nil, fmt.Errorf("uses command substitution")
 			case '$':
-				n, adv, err := paramName(src[i+1:])
-				if err != nil {
+				var err error
+				if i, err = dollar(i); err != nil {
 					return nil, err
 				}
-				raw.WriteString(src[i+1 : i+1+adv])
-				i += adv
-				expand(n)
 			default:
 				val.WriteByte(c)
 			}
@@ -549,13 +557,10 @@ func lex(src string, params []string, pathVar string) ([][]word, error) {
 					}
 				}
 			case '$':
-				n, adv, err := paramName(src[i+1:])
-				if err != nil {
+				var err error
+				if i, err = dollar(i); err != nil {
 					return nil, err
 				}
-				raw.WriteString(src[i+1 : i+1+adv])
-				i += adv
-				expand(n)
 			default:
 				val.WriteByte(c)
 			}
