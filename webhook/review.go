@@ -62,17 +62,19 @@ func (h *reviews) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		body, err = io.ReadAll(r.Body)
 	}
-	if err != nil || r.Header.Get("Content-Type") != "application/json" {
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		h.general.ServeHTTP(w, r)
-		return
+	if err == nil && r.Header.Get("Content-Type") == "application/json" {
+		if req, pod, ok := decodeReview(body); ok {
+			h.answer(w, r, req, pod)
+			return
+		}
 	}
-	req, pod, ok := decodeReview(body)
-	if !ok {
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		h.general.ServeHTTP(w, r)
-		return
-	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	h.general.ServeHTTP(w, r)
+}
+
+// answer decides a decoded review and writes the AdmissionReview response, as
+// admission.Webhook writes it.
+func (h *reviews) answer(w http.ResponseWriter, r *http.Request, req admission.Request, pod *mutate.Pod) {
 	resp := h.m.handle(r.Context(), req, pod)
 	_ = resp.Complete(req) // sets the UID and status code; it fails only on resp.Patches, which dns-tuner never sets
 	out := admissionv1.AdmissionReview{
