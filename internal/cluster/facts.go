@@ -264,7 +264,7 @@ type group struct {
 // runs names the most common kernel of a group of nodes: "run 5.4.0-1103-aws" or
 // "run 5.4.0-1103-aws and 2 other kernels".
 func runs(kernel string, kernels int) string {
-	s := "run " + clip(orWord(kernel, "no reported kernel"), 64)
+	s := "run " + Clip(orWord(kernel, "no reported kernel"), 64)
 	if kernels > 1 {
 		s += fmt.Sprintf(" and %d other kernels", kernels-1)
 	}

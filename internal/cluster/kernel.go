@@ -68,7 +68,7 @@ func ParseKernel(s string) Kernel {
 	k := Kernel{Raw: s}
 	m := kernelRE.FindStringSubmatch(s)
 	if m == nil {
-		k.Reason = fmt.Sprintf("kernel %q not recognised: fixes unknown", clip(s, 64))
+		k.Reason = fmt.Sprintf("kernel %q not recognised: fixes unknown", Clip(s, 64))
 		return k
 	}
 	k.Major, _ = strconv.Atoi(m[1])
@@ -112,7 +112,8 @@ func ParseKernel(s string) Kernel {
 	return k
 }
 
-func clip(s string, n int) string {
+// Clip cuts s to n bytes, marking the cut: reasons and facts go into annotations and logs.
+func Clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -62,13 +62,5 @@ func reason(err error) string {
 	if apierrors.IsForbidden(err) {
 		return "not allowed to read it"
 	}
-	return clipped(err)
-}
-
-func clipped(err error) string {
-	s := err.Error()
-	if len(s) > 120 {
-		s = s[:120] + "…"
-	}
-	return s
+	return cluster.Clip(err.Error(), 120)
 }

@@ -248,7 +248,7 @@ func proxyFrom(cms []corev1.ConfigMap, name, where string) (cluster.ProxyMode, s
 		}
 		m, err := cluster.ParseProxyConfig(conf)
 		if err != nil {
-			return cluster.ProxyUnknown, clipped(err)
+			return cluster.ProxyUnknown, cluster.Clip(err.Error(), 120)
 		}
 		return m, "ConfigMap " + where
 	}
