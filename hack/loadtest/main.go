@@ -356,18 +356,19 @@ func (e *env) runSetup(ctx context.Context, setup string) (runResult, error) {
 	}
 	profiled := e.profileAPIServer(ctx, setup)
 	r.warm = createPods(ctx, e.cluster.cs, namespace, e.o.pods, e.o.clients, pod, check)
-	if err := <-profiled; err != nil {
-		return r, fmt.Errorf("profiling kube-apiserver: %w", err)
-	}
-	if err := r.warm.err("load"); err != nil {
-		return r, err
-	}
+	// CPU is read as soon as the load ends, before waiting for a profile that may outlast it.
 	machine1, err := machineBusy()
 	if err != nil {
 		return r, err
 	}
 	api1, err := cpuTime(e.cluster.apiserverPID)
 	if err != nil {
+		return r, err
+	}
+	if err := <-profiled; err != nil {
+		return r, fmt.Errorf("profiling kube-apiserver: %w", err)
+	}
+	if err := r.warm.err("load"); err != nil {
 		return r, err
 	}
 	r.apiserverPerPod = (api1 - api0) / time.Duration(e.o.pods)
